@@ -1,0 +1,216 @@
+"""The ``mmlab`` command line. Each command parses its options, calls one library function and prints.
+
+Imports of heavy modules happen inside the commands so that ``mmlab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="mmlab: backtest-first research framework for crypto market making.")
+data_app = typer.Typer(no_args_is_help=True, help="Market data: ingest, verify, list, download, synthesize.")
+app.add_typer(data_app, name="data")
+
+DEFAULT_ROOT = "data"
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[_fmt(r.get(c)) for c in columns])
+    Console(width=200).print(table)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, dict):
+        return " ".join(f"{k}={val}" for k, val in v.items())
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    return "" if v is None else str(v)
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("ingest")
+def data_ingest(
+    src: List[Path] = typer.Argument(..., help="Raw capture files (several files of one recording ingest as one stream)."),
+    source: str = typer.Option("auto", "--source", help="Venue (binance-usdm, binance-coinm, binance-spot, bybit-linear, bybit-spot) or format (tardis, binance-csv, bybit-dump, hftbacktest-npz); auto-detected when unambiguous."),
+    out: Path = typer.Option(Path(DEFAULT_ROOT), "--out", help="Store root."),
+    symbol: Optional[str] = typer.Option(None, "--symbol", help="Keep only this symbol (and name single-symbol sources)."),
+    tick_size: Optional[float] = typer.Option(None, "--tick-size", help="Override the tick size."),
+    lot_size: Optional[float] = typer.Option(None, "--lot-size", help="Override the lot size."),
+    contract: Optional[str] = typer.Option(None, "--contract", help="linear or inverse."),
+    contract_size: Optional[float] = typer.Option(None, "--contract-size"),
+    local_ts_unit: Optional[str] = typer.Option(None, "--local-ts-unit", help="ns|us|ms|s; default: detected from magnitude."),
+    no_clock_correction: bool = typer.Option(False, "--no-clock-correction", help="Keep raw local times even when they precede exchange times."),
+    feed_latency_ms: Optional[float] = typer.Option(None, "--feed-latency-ms", help="Declared feed latency for sources without local time."),
+    venue: Optional[str] = typer.Option(None, "--venue", help="Venue name to store under (format sources)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace days another set of files wrote."),
+    allow_truncated: bool = typer.Option(False, "--allow-truncated", help="Ingest the readable lines of a truncated gzip."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Convert raw venue captures into the normalized parquet store."""
+    from dataclasses import asdict
+
+    from mmlab.data.ingest import IngestOptions, ingest
+    from mmlab.errors import MmlabError
+
+    if local_ts_unit and local_ts_unit not in ("ns", "us", "ms", "s"):
+        _fail(ValueError(f"--local-ts-unit must be one of ns, us, ms, s; got {local_ts_unit!r}"))
+    opts = IngestOptions(
+        symbol=symbol, tick_size=tick_size, lot_size=lot_size, contract=contract, contract_size=contract_size,
+        local_ts_unit=local_ts_unit, clock_correction=not no_clock_correction, feed_latency_ms=feed_latency_ms,
+        overwrite=overwrite, venue=venue, allow_truncated=allow_truncated,
+    )
+    try:
+        results = ingest(src, None if source == "auto" else source, out, opts)
+    except MmlabError as exc:
+        _fail(exc)
+    rows = [asdict(r) for r in results]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["venue", "symbol", "rows_in", "rows_written", "rows_quarantined", "gaps", "days", "clock_offset_ns", "tick_size", "lot_size"], title=f"ingested into {out}")
+
+
+@data_app.command("verify")
+def data_verify(
+    root: Path = typer.Argument(Path(DEFAULT_ROOT)),
+    venue: Optional[str] = typer.Option(None, "--venue"),
+    symbol: Optional[str] = typer.Option(None, "--symbol"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Replay each stream through the book: gaps, crossed books, timestamps, bad values, BBO agreement."""
+    from mmlab.data.verify import verify
+    from mmlab.errors import MmlabError
+
+    try:
+        report = verify(root, venue=venue, symbol=symbol)
+    except MmlabError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_table(report["streams"], ["venue", "symbol", "ok", "events", "sequence_gaps", "crossed_books", "ts_non_monotonic", "bad_values", "bbo_checked", "bbo_agreement", "problems"], title=f"verify {root}")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@data_app.command("ls")
+def data_ls(root: Path = typer.Argument(Path(DEFAULT_ROOT)), as_json: bool = typer.Option(False, "--json")):
+    """List venues, symbols, dates, rows by kind, time span and size."""
+    from mmlab.data.catalog import list_store
+
+    rows = list_store(root)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["venue", "symbol", "days", "rows", "rows_by_kind", "start", "end", "size_mb"], title=f"store {root}")
+
+
+@data_app.command("scan-gaps")
+def data_scan_gaps(
+    root: Path = typer.Argument(Path(DEFAULT_ROOT)),
+    venue: Optional[str] = typer.Option(None, "--venue"),
+    symbol: Optional[str] = typer.Option(None, "--symbol"),
+    silence_s: float = typer.Option(60.0, "--silence-s", help="Report intra-day silences longer than this."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Missing days and intra-day silences longer than a threshold."""
+    from mmlab.data.catalog import scan_gaps
+
+    rows = scan_gaps(root, venue=venue, symbol=symbol, silence_s=silence_s)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["venue", "symbol", "kind", "start", "end", "duration_s"], title=f"gaps in {root}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(Path(DEFAULT_ROOT), "--out"),
+    like: Optional[Path] = typer.Option(None, "--like", help="ROOT/venue/SYMBOL to fit the statistics from."),
+    hours: float = typer.Option(1.0, "--hours"),
+    seed: int = typer.Option(7, "--seed"),
+    symbol: str = typer.Option("SYNTHUSDT", "--symbol"),
+    date: str = typer.Option("2024-01-01", "--date", help="UTC start date of the synthetic day."),
+):
+    """Generate a seeded synthetic market with the statistics of a real one."""
+    from mmlab.data.synth import synth
+    from mmlab.errors import MmlabError
+
+    try:
+        result = synth(out, like=like, hours=hours, seed=seed, symbol=symbol, date=date)
+    except MmlabError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@data_app.command("download")
+def data_download(
+    source: str = typer.Argument(..., help="tardis or bybit"),
+    symbol: str = typer.Option(..., "--symbol"),
+    start: str = typer.Option(..., "--from", help="First UTC day, YYYY-MM-DD."),
+    end: Optional[str] = typer.Option(None, "--to", help="Last UTC day (inclusive); default: --from."),
+    exchange: str = typer.Option("binance-futures", "--exchange", help="Tardis exchange id."),
+    data_types: str = typer.Option("incremental_book_L2,trades", "--data-types", help="Tardis data types, comma separated."),
+    category: str = typer.Option("linear", "--category", help="Bybit category: linear or spot."),
+    out: Path = typer.Option(Path("data/raw"), "--out"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Override the dataset host (mirrors, tests)."),
+    retries: int = typer.Option(5, "--retries"),
+):
+    """Download historical days (Tardis.dev datasets, Bybit daily orderbook dumps) with resume and checksums."""
+    from mmlab.data.download import download
+    from mmlab.errors import MmlabError
+
+    try:
+        files = download(source, symbol=symbol, start=start, end=end, exchange=exchange, data_types=data_types.split(","),
+                         category=category, out_dir=out, base_url=base_url, retries=retries)
+    except MmlabError as exc:
+        _fail(exc)
+    for f in files:
+        typer.echo(str(f))
+
+
+# ---------------------------------------------------------------------------------------------------- top level
+
+
+@app.command("quickstart")
+def quickstart(
+    root: Path = typer.Option(Path(DEFAULT_ROOT), "--root"),
+    hours: float = typer.Option(1.0, "--hours"),
+    seed: int = typer.Option(7, "--seed"),
+):
+    """The main job on the embedded default: synthesize the default day if absent, then list and verify it."""
+    from mmlab.data import store
+
+    if not any(s == "SYNTHUSDT" for _, s in store.list_symbols(root)):
+        data_synth(out=root, like=None, hours=hours, seed=seed, symbol="SYNTHUSDT", date="2024-01-01")
+    data_ls(root=root, as_json=False)
+    data_verify(root=root, venue=None, symbol=None, as_json=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The partitioned parquet store: ``<root>/<venue>/<SYMBOL>/date=YYYY-MM-DD/part-NNNN.parquet`` + ``_meta.json``.
+
+Writers hand over numpy columns already sorted by (ts_local, original message order); the store partitions them
+by the UTC day of ``ts_exch`` and keeps that order inside each day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmlab.errors import DataError
+from mmlab.types import EVENT_COLUMNS, SCHEMA_VERSION, VENUES, Kind
+
+META_FILE = "_meta.json"
+#: Rows per parquet part file; bounds the memory a reader needs per part.
+PART_ROWS = 8_000_000
+NS_PER_DAY = 86_400 * 1_000_000_000
+_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+def check_venue(venue: str) -> str:
+    """Return ``venue`` if it is a store venue name, else raise a DataError listing the valid ones."""
+    if venue in VENUES or (venue.startswith("tardis-") and len(venue) > len("tardis-")):
+        return venue
+    raise DataError(f"unknown venue {venue!r}: use one of {', '.join(VENUES)} or tardis-<exchange>")
+
+
+def symbol_dir(root: str | os.PathLike, venue: str, symbol: str) -> Path:
+    return Path(root) / check_venue(venue) / symbol.upper()
+
+
+def day_of_ns(ts_ns: int) -> str:
+    """UTC date string of a ns timestamp."""
+    return dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def read_meta(root: str | os.PathLike, venue: str, symbol: str) -> dict:
+    path = symbol_dir(root, venue, symbol) / META_FILE
+    if not path.exists():
+        raise DataError(f"no data for {venue}/{symbol} under {root}: {path} is missing (run `mmlab data ingest` or `mmlab data synth`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); re-ingest the symbol to rebuild it") from exc
+
+
+def write_meta(root: str | os.PathLike, venue: str, symbol: str, meta: dict) -> Path:
+    path = symbol_dir(root, venue, symbol) / META_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def list_symbols(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """All (venue, symbol) pairs under ``root`` that have a ``_meta.json``."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    return sorted((p.parent.parent.name, p.parent.name) for p in root.glob(f"*/*/{META_FILE}"))
+
+
+def list_days(root: str | os.PathLike, venue: str, symbol: str) -> list[str]:
+    d = symbol_dir(root, venue, symbol)
+    if not d.exists():
+        return []
+    return sorted(m.group(1) for p in d.iterdir() if p.is_dir() and (m := _DATE_DIR.match(p.name)))
+
+
+def day_files(root: str | os.PathLike, venue: str, symbol: str, day: str) -> list[Path]:
+    return sorted((symbol_dir(root, venue, symbol) / f"date={day}").glob("part-*.parquet"))
+
+
+@dataclass(frozen=True)
+class WrittenDay:
+    day: str
+    rows: int
+    files: tuple[str, ...]
+
+
+def write_days(
+    root: str | os.PathLike,
+    venue: str,
+    symbol: str,
+    columns: dict[str, np.ndarray],
+    *,
+    replace_days: bool = True,
+) -> list[WrittenDay]:
+    """Write sorted event columns into day partitions, replacing those days' part files.
+
+    Parameters
+    ----------
+    columns : dict of numpy arrays, one per store column, all of one length, sorted by (ts_local, message order).
+    replace_days : remove existing part files of each day written (callers check ownership first).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmlab.data.schema import NUMPY_DTYPES
+
+    n = len(columns["ts_exch"])
+    for c in EVENT_COLUMNS:
+        if c not in columns:
+            raise DataError(f"internal: column {c!r} missing when writing {venue}/{symbol}")
+        if len(columns[c]) != n:
+            raise DataError(f"internal: column {c!r} has {len(columns[c])} rows, expected {n} ({venue}/{symbol})")
+    cols = {c: np.ascontiguousarray(columns[c], dtype=NUMPY_DTYPES[c]) for c in EVENT_COLUMNS}
+    written: list[WrittenDay] = []
+    if n == 0:
+        return written
+    day_idx = cols["ts_exch"] // NS_PER_DAY
+    # Stable partition by day keeps message order inside each day.
+    order = np.argsort(day_idx, kind="stable")
+    sorted_days = day_idx[order]
+    bounds = np.flatnonzero(np.diff(sorted_days)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [n]))
+    base = symbol_dir(root, venue, symbol)
+    for s, e in zip(starts, ends):
+        idx = order[s:e]
+        day = day_of_ns(int(sorted_days[s]) * NS_PER_DAY)
+        ddir = base / f"date={day}"
+        if ddir.exists() and replace_days:
+            shutil.rmtree(ddir)
+        ddir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for k, p0 in enumerate(range(0, len(idx), PART_ROWS)):
+            part = idx[p0 : p0 + PART_ROWS]
+            table = pa.table({c: cols[c][part] for c in EVENT_COLUMNS})
+            path = ddir / f"part-{k:04d}.parquet"
+            tmp = path.with_suffix(".parquet.tmp")
+            pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+            os.replace(tmp, path)
+            files.append(path.name)
+        written.append(WrittenDay(day=day, rows=len(idx), files=tuple(files)))
+    return written
+
+
+def empty_meta(venue: str, symbol: str) -> dict:
+    from mmlab.data.schema import schema_hash
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "schema_hash": schema_hash(),
+        "venue": venue,
+        "symbol": symbol.upper(),
+        "tick_size": None,
+        "lot_size": None,
+        "contract": {"type": "linear", "contract_size": 1.0},
+        "fees": None,
+        "sources": [],
+        "days": {},
+        "gaps": [],
+        "quarantine": [],
+        "crossed_books": 0,
+        "feed_latency": None,
+        "clock_offset_ns": 0,
+    }
+
+
+def kind_name(kind: int) -> str:
+    try:
+        return Kind(kind).name
+    except ValueError:
+        return f"KIND_{kind}"
