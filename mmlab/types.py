@@ -54,3 +54,18 @@ event_dtype = np.dtype(
     ],
     align=True,
 )
+
+#: Per-book state of the dense L2 book kernel (``mmlab.data.book_nb``). Level quantities live in two
+#: ``(n_books, n_levels)`` float64 arrays indexed by ``price_ticks - base_tick``.
+book_dtype = np.dtype(
+    [
+        ("base_tick", np.int64),  # price in ticks of level index 0 of the window
+        ("n_levels", np.int64),  # window width in ticks (columns of the quantity arrays)
+        ("best_bid_tick", np.int64),  # highest non-empty bid, NO_BID_TICK if none
+        ("best_ask_tick", np.int64),  # lowest non-empty ask, NO_ASK_TICK if none
+        ("recenters", np.int64),  # times the window was moved to follow the touch
+        ("dropped_levels", np.int64),  # non-empty levels lost outside the window
+        ("initialized", np.bool_),  # base_tick is set (first level seen since creation or a full CLEAR)
+    ],
+    align=True,
+)
