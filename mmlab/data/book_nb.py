@@ -19,12 +19,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mmlab.errors import ConfigError
 from mmlab.types import Kind, Side, book_dtype
 
 #: ``best_bid_tick`` of a book without bids.
 NO_BID_TICK = -(2**62)
 #: ``best_ask_tick`` of a book without asks.
 NO_ASK_TICK = 2**62
+
+# Why ``book_apply_nb`` is one function with its cold paths written inline: numba reference-counts array
+# arguments (an atomic NRT_incref/NRT_decref pair each) and removes those pairs only when the function calls no
+# other compiled function that LLVM does not inline (the call's error path keeps the references alive). A call
+# to an out-of-line re-center helper made every event 5-15x slower. ``test_book_nb`` checks the compiled code
+# of the per-event kernels for NRT_incref. Scalar-only helpers are fine. Likewise every array argument must stay
+# in use until the one exit (``keep = ...`` below), or its lifetime ends in different blocks and the pairs stay.
 
 _DEPTH = int(Kind.DEPTH)
 _CLEAR = int(Kind.CLEAR)
@@ -59,9 +67,9 @@ def new_books(n_books: int, n_levels: int = 1 << 16) -> tuple[np.ndarray, np.nda
     ``(n_books, n_levels)``.
     """
     if n_books < 1:
-        raise ValueError(f"n_books must be >= 1, got {n_books}")
+        raise ConfigError(f"n_books must be >= 1, got {n_books}")
     if n_levels < 4:
-        raise ValueError(f"n_levels must be >= 4, got {n_levels}")
+        raise ConfigError(f"n_levels must be >= 4, got {n_levels} (the book window in ticks; default 65536)")
     book = np.zeros(n_books, dtype=book_dtype)
     book["n_levels"] = n_levels
     book["best_bid_tick"] = NO_BID_TICK
@@ -71,211 +79,177 @@ def new_books(n_books: int, n_levels: int = 1 << 16) -> tuple[np.ndarray, np.nda
     return book, bid_qty, ask_qty
 
 
-@njit(cache=True)
-def _scan_bid_nb(bid_qty, b, start_idx):
-    """Index of the highest non-empty bid at or below ``start_idx``, -1 if none."""
-    i = start_idx
-    while i >= 0:
-        if bid_qty[b, i] > 0.0:
-            return i
-        i -= 1
-    return -1
+@njit(cache=True, error_model="numpy")
+def _fit_center_nb(n_levels, base_tick, best_bid_tick, best_ask_tick, side, price_ticks):
+    """Window center that keeps a new out-of-window level near the touch, or NO_ASK_TICK to drop the level.
 
-
-@njit(cache=True)
-def _scan_ask_nb(ask_qty, b, start_idx, n):
-    """Index of the lowest non-empty ask at or above ``start_idx``, -1 if none."""
-    i = start_idx
-    while i < n:
-        if ask_qty[b, i] > 0.0:
-            return i
-        i += 1
-    return -1
-
-
-@njit(cache=True)
-def _shift_side_nb(qty, b, shift, n):
-    """Move a side's levels by ``shift`` indexes toward 0 (new_idx = old_idx - shift); returns levels lost."""
-    lost = 0
-    if shift >= n or shift <= -n:
-        for i in range(n):
-            if qty[b, i] > 0.0:
-                lost += 1
-            qty[b, i] = 0.0
-        return lost
-    if shift > 0:
-        for i in range(shift):
-            if qty[b, i] > 0.0:
-                lost += 1
-        for i in range(n - shift):
-            qty[b, i] = qty[b, i + shift]
-        for i in range(n - shift, n):
-            qty[b, i] = 0.0
-    elif shift < 0:
-        s = -shift
-        for i in range(n - s, n):
-            if qty[b, i] > 0.0:
-                lost += 1
-        for i in range(n - 1, s - 1, -1):
-            qty[b, i] = qty[b, i - s]
-        for i in range(s):
-            qty[b, i] = 0.0
-    return lost
-
-
-@njit(cache=True)
-def _recenter_nb(book, bid_qty, ask_qty, b, center_tick):
-    """Move the window so that ``center_tick`` sits in its middle; re-find a best price that fell off."""
-    n = book[b].n_levels
-    new_base = center_tick - n // 2
-    shift = new_base - book[b].base_tick
-    if shift == 0:
-        return
-    lost = _shift_side_nb(bid_qty, b, shift, n) + _shift_side_nb(ask_qty, b, shift, n)
-    book[b].base_tick = new_base
-    book[b].recenters += 1
-    book[b].dropped_levels += lost
-    bb = book[b].best_bid_tick
-    if bb != NO_BID_TICK and (bb < new_base or bb >= new_base + n):
-        j = _scan_bid_nb(bid_qty, b, min(bb - new_base, n - 1)) if bb >= new_base else -1
-        book[b].best_bid_tick = new_base + j if j >= 0 else NO_BID_TICK
-    ba = book[b].best_ask_tick
-    if ba != NO_ASK_TICK and (ba < new_base or ba >= new_base + n):
-        j = _scan_ask_nb(ask_qty, b, max(ba - new_base, 0), n) if ba < new_base + n else -1
-        book[b].best_ask_tick = new_base + j if j >= 0 else NO_ASK_TICK
-
-
-@njit(cache=True)
-def _fit_level_nb(book, bid_qty, ask_qty, b, side, price_ticks):
-    """Make room for a new non-empty level outside the window; returns False when it is too far to keep."""
-    n = book[b].n_levels
-    bb = book[b].best_bid_tick
-    ba = book[b].best_ask_tick
+    Centers on the touch the book would have with this level, keeping both best prices at least n/8 from the
+    edges; a one-sided, crossed or wider-than-window book centers on this side's touch.
+    """
+    half = n_levels // 2
+    bb = best_bid_tick
+    ba = best_ask_tick
     if side == _BID:
         if price_ticks > bb:
             bb = price_ticks
-    else:
-        if price_ticks < ba:
-            ba = price_ticks
-    # Center on the touch the book would have with this level; a one-sided, crossed or wider-than-window
-    # book centers on this side's touch.
-    if bb != NO_BID_TICK and ba != NO_ASK_TICK and bb < ba and ba - bb < n // 2:
+    elif price_ticks < ba:
+        ba = price_ticks
+    if bb != NO_BID_TICK and ba != NO_ASK_TICK and bb < ba and ba - bb <= n_levels - n_levels // 4:
         center = bb + (ba - bb) // 2
     elif side == _BID:
         center = bb
     else:
         center = ba
-    half = n // 2
     if price_ticks - center >= half - 1 or center - price_ticks >= half - 1:
-        return False
-    # A deep level that the current window nearly covers is not worth an O(n) move of the arrays.
-    cur_center = book[b].base_tick + half
-    if abs(center - cur_center) < n // 8 and (price_ticks - center) * (price_ticks - center) * 4 > half * half:
-        return False
-    _recenter_nb(book, bid_qty, ask_qty, b, center)
-    return True
+        return NO_ASK_TICK  # too far from the touch to matter
+    if abs(center - (base_tick + half)) < n_levels // 8:
+        return NO_ASK_TICK  # the touch is near the middle already: a deep level, not worth an O(n) move
+    return center
 
 
-@njit(cache=True)
-def _set_level_nb(book, bid_qty, ask_qty, b, side, price_ticks, qty):
-    n = book[b].n_levels
-    if not book[b].initialized:
-        if not qty > 0.0:
-            return
-        book[b].base_tick = price_ticks - n // 2
-        book[b].initialized = True
-    idx = price_ticks - book[b].base_tick
-    if idx < 0 or idx >= n:
-        if not qty > 0.0:
-            return  # deleting a level the window does not hold
-        if not _fit_level_nb(book, bid_qty, ask_qty, b, side, price_ticks):
-            book[b].dropped_levels += 1
-            return
-        idx = price_ticks - book[b].base_tick
-    if side == _BID:
-        if qty > 0.0:
-            bid_qty[b, idx] = qty
-            if price_ticks > book[b].best_bid_tick:
-                book[b].best_bid_tick = price_ticks
-        else:
-            bid_qty[b, idx] = 0.0
-            if price_ticks == book[b].best_bid_tick:
-                j = _scan_bid_nb(bid_qty, b, idx - 1)
-                book[b].best_bid_tick = book[b].base_tick + j if j >= 0 else NO_BID_TICK
-    elif side == _ASK:
-        if qty > 0.0:
-            ask_qty[b, idx] = qty
-            if price_ticks < book[b].best_ask_tick:
-                book[b].best_ask_tick = price_ticks
-        else:
-            ask_qty[b, idx] = 0.0
-            if price_ticks == book[b].best_ask_tick:
-                j = _scan_ask_nb(ask_qty, b, idx + 1, n)
-                book[b].best_ask_tick = book[b].base_tick + j if j >= 0 else NO_ASK_TICK
-
-
-@njit(cache=True)
-def _clear_nb(book, bid_qty, ask_qty, b, side):
-    n = book[b].n_levels
-    if side == _BID or side == _BOTH:
-        if book[b].best_bid_tick != NO_BID_TICK:
-            bid_qty[b, :] = 0.0
-        else:
-            for i in range(n):  # levels may exist below a window edge only if best is set; be safe anyway
-                if bid_qty[b, i] != 0.0:
-                    bid_qty[b, :] = 0.0
-                    break
-        book[b].best_bid_tick = NO_BID_TICK
-    if side == _ASK or side == _BOTH:
-        if book[b].best_ask_tick != NO_ASK_TICK:
-            ask_qty[b, :] = 0.0
-        else:
-            for i in range(n):
-                if ask_qty[b, i] != 0.0:
-                    ask_qty[b, :] = 0.0
-                    break
-        book[b].best_ask_tick = NO_ASK_TICK
-    if side == _BOTH:
-        # An empty book re-anchors its window on the next level it sees.
-        book[b].initialized = False
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
     """Apply one event row to book ``b``: DEPTH/SNAPSHOT set a level (qty <= 0 deletes), CLEAR resets; others ignored."""
+    n = book[b].n_levels
     if kind == _DEPTH or kind == _SNAPSHOT:
-        _set_level_nb(book, bid_qty, ask_qty, b, side, price_ticks, qty)
+        add = qty > 0.0  # also False for NaN: a bad quantity deletes rather than corrupts a level
+        idx = price_ticks - book[b].base_tick
+        if not book[b].initialized or idx < 0 or idx >= n:
+            # Cold path: anchor an empty window, or move the window to follow the touch.
+            if not add:
+                idx = -1  # deleting a level the window does not hold is a no-op
+            elif not book[b].initialized:
+                book[b].base_tick = price_ticks - n // 2
+                book[b].initialized = True
+                idx = n // 2
+            else:
+                center = _fit_center_nb(
+                    n, book[b].base_tick, book[b].best_bid_tick, book[b].best_ask_tick, side, price_ticks
+                )
+                if center == NO_ASK_TICK:
+                    book[b].dropped_levels += 1
+                    idx = -1
+                else:
+                    new_base = center - n // 2
+                    shift = new_base - book[b].base_tick  # new_idx = old_idx - shift
+                    lost = 0
+                    if shift >= n or shift <= -n:
+                        for i in range(n):
+                            if bid_qty[b, i] > 0.0:
+                                lost += 1
+                            if ask_qty[b, i] > 0.0:
+                                lost += 1
+                            bid_qty[b, i] = 0.0
+                            ask_qty[b, i] = 0.0
+                    elif shift > 0:
+                        for i in range(shift):
+                            if bid_qty[b, i] > 0.0:
+                                lost += 1
+                            if ask_qty[b, i] > 0.0:
+                                lost += 1
+                        for i in range(n - shift):
+                            bid_qty[b, i] = bid_qty[b, i + shift]
+                            ask_qty[b, i] = ask_qty[b, i + shift]
+                        for i in range(n - shift, n):
+                            bid_qty[b, i] = 0.0
+                            ask_qty[b, i] = 0.0
+                    else:
+                        s = -shift
+                        for i in range(n - s, n):
+                            if bid_qty[b, i] > 0.0:
+                                lost += 1
+                            if ask_qty[b, i] > 0.0:
+                                lost += 1
+                        for i in range(n - 1, s - 1, -1):
+                            bid_qty[b, i] = bid_qty[b, i - s]
+                            ask_qty[b, i] = ask_qty[b, i - s]
+                        for i in range(s):
+                            bid_qty[b, i] = 0.0
+                            ask_qty[b, i] = 0.0
+                    book[b].base_tick = new_base
+                    book[b].recenters += 1
+                    book[b].dropped_levels += lost
+                    # A best price that fell off the window: the next one inside it, scanning from the edge.
+                    bb = book[b].best_bid_tick
+                    if bb != NO_BID_TICK and (bb < new_base or bb >= new_base + n):
+                        j = n - 1 if bb >= new_base else -1
+                        while j >= 0 and not bid_qty[b, j] > 0.0:
+                            j -= 1
+                        book[b].best_bid_tick = new_base + j if j >= 0 else NO_BID_TICK
+                    ba = book[b].best_ask_tick
+                    if ba != NO_ASK_TICK and (ba < new_base or ba >= new_base + n):
+                        j = 0 if ba < new_base else n
+                        while j < n and not ask_qty[b, j] > 0.0:
+                            j += 1
+                        book[b].best_ask_tick = new_base + j if j < n else NO_ASK_TICK
+                    idx = price_ticks - new_base
+        if idx >= 0:
+            if side == _BID:
+                if add:
+                    bid_qty[b, idx] = qty
+                    if price_ticks > book[b].best_bid_tick:
+                        book[b].best_bid_tick = price_ticks
+                else:
+                    bid_qty[b, idx] = 0.0
+                    if price_ticks == book[b].best_bid_tick:
+                        # The best level went away: scan down to the next non-empty one (bounded by the window).
+                        j = idx - 1
+                        while j >= 0 and not bid_qty[b, j] > 0.0:
+                            j -= 1
+                        book[b].best_bid_tick = book[b].base_tick + j if j >= 0 else NO_BID_TICK
+            elif side == _ASK:
+                if add:
+                    ask_qty[b, idx] = qty
+                    if price_ticks < book[b].best_ask_tick:
+                        book[b].best_ask_tick = price_ticks
+                else:
+                    ask_qty[b, idx] = 0.0
+                    if price_ticks == book[b].best_ask_tick:
+                        j = idx + 1
+                        while j < n and not ask_qty[b, j] > 0.0:
+                            j += 1
+                        book[b].best_ask_tick = book[b].base_tick + j if j < n else NO_ASK_TICK
     elif kind == _CLEAR:
-        _clear_nb(book, bid_qty, ask_qty, b, side)
+        # Non-empty levels imply a best price, so an empty side needs no O(n) reset.
+        if (side == _BID or side == _BOTH) and book[b].best_bid_tick != NO_BID_TICK:
+            for i in range(n):
+                bid_qty[b, i] = 0.0
+        if (side == _ASK or side == _BOTH) and book[b].best_ask_tick != NO_ASK_TICK:
+            for i in range(n):
+                ask_qty[b, i] = 0.0
+        if side == _BID or side == _BOTH:
+            book[b].best_bid_tick = NO_BID_TICK
+        if side == _ASK or side == _BOTH:
+            book[b].best_ask_tick = NO_ASK_TICK
+        if side == _BOTH:
+            # An empty book re-anchors its window on the next level it sees.
+            book[b].initialized = False
+    # Every array stays in use up to this one exit, so numba can drop its reference counting (see above).
+    keep = book.shape[0] + bid_qty.shape[0] + ask_qty.shape[0]  # noqa: F841
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def book_level_qty_nb(book, bid_qty, ask_qty, b, side, price_ticks):
     """Quantity resting at ``price_ticks`` on ``side`` of book ``b``; 0.0 if absent or outside the window."""
-    if not book[b].initialized:
-        return 0.0
+    q = 0.0
     idx = price_ticks - book[b].base_tick
-    if idx < 0 or idx >= book[b].n_levels:
-        return 0.0
-    if side == _BID:
-        return bid_qty[b, idx]
-    if side == _ASK:
-        return ask_qty[b, idx]
-    return 0.0
+    if book[b].initialized and idx >= 0 and idx < book[b].n_levels:
+        if side == _BID:
+            q = bid_qty[b, idx]
+        elif side == _ASK:
+            q = ask_qty[b, idx]
+    keep = book.shape[0] + bid_qty.shape[0] + ask_qty.shape[0]  # noqa: F841 (one exit, see above)
+    return q
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def book_depth_nb(book, bid_qty, ask_qty, b, side, n, out_ticks, out_qty):
     """Write the top ``n`` levels of ``side`` (best first) into ``out_ticks``/``out_qty``; returns the count written."""
     m = min(n, len(out_ticks), len(out_qty))
-    if m <= 0:
-        return 0
     base = book[b].base_tick
     nl = book[b].n_levels
     k = 0
-    if side == _BID:
-        if book[b].best_bid_tick == NO_BID_TICK:
-            return 0
+    if side == _BID and book[b].best_bid_tick != NO_BID_TICK:
         i = book[b].best_bid_tick - base
         while i >= 0 and k < m:
             q = bid_qty[b, i]
@@ -284,9 +258,7 @@ def book_depth_nb(book, bid_qty, ask_qty, b, side, n, out_ticks, out_qty):
                 out_qty[k] = q
                 k += 1
             i -= 1
-    elif side == _ASK:
-        if book[b].best_ask_tick == NO_ASK_TICK:
-            return 0
+    elif side == _ASK and book[b].best_ask_tick != NO_ASK_TICK:
         i = book[b].best_ask_tick - base
         while i < nl and k < m:
             q = ask_qty[b, i]
@@ -295,10 +267,11 @@ def book_depth_nb(book, bid_qty, ask_qty, b, side, n, out_ticks, out_qty):
                 out_qty[k] = q
                 k += 1
             i += 1
+    keep = book.shape[0] + bid_qty.shape[0] + ask_qty.shape[0] + out_ticks.shape[0] + out_qty.shape[0]  # noqa: F841
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def book_mid_ticks_nb(book, b):
     """(best_bid + best_ask) / 2 in ticks, nan when a side is empty."""
     bb = book[b].best_bid_tick
