@@ -155,6 +155,43 @@ def write_days(
     return written
 
 
+def clear_day(root: str | os.PathLike, venue: str, symbol: str, day: str) -> None:
+    """Remove a day partition (streaming writers call this before their first :func:`write_part` of the day)."""
+    ddir = symbol_dir(root, venue, symbol) / f"date={day}"
+    if ddir.exists():
+        shutil.rmtree(ddir)
+
+
+def write_part(
+    root: str | os.PathLike, venue: str, symbol: str, day: str, index: int, columns: dict[str, np.ndarray]
+) -> Path:
+    """Write one part file ``date=<day>/part-<index>.parquet`` of sorted event columns, atomically.
+
+    For writers that produce a day in bounded memory, chunk by chunk: every row must belong to ``day`` (UTC day
+    of ``ts_exch``) and follow the rows of the previous part in (ts_local, message order). The caller clears the
+    day first (:func:`clear_day`) and writes ``_meta.json`` at the end.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmlab.data.schema import NUMPY_DTYPES
+
+    n = len(columns["ts_exch"])
+    for c in EVENT_COLUMNS:
+        if c not in columns or len(columns[c]) != n:
+            raise DataError(f"internal: column {c!r} missing or of the wrong length in part {index} of {venue}/{symbol} {day}")
+    if n and (day_of_ns(int(columns["ts_exch"][0])) != day or day_of_ns(int(columns["ts_exch"][-1])) != day):
+        raise DataError(f"internal: part {index} of {venue}/{symbol} holds rows outside {day}")
+    ddir = symbol_dir(root, venue, symbol) / f"date={day}"
+    ddir.mkdir(parents=True, exist_ok=True)
+    table = pa.table({c: np.ascontiguousarray(columns[c], dtype=NUMPY_DTYPES[c]) for c in EVENT_COLUMNS})
+    path = ddir / f"part-{index:04d}.parquet"
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+    os.replace(tmp, path)
+    return path
+
+
 def empty_meta(venue: str, symbol: str) -> dict:
     from mmlab.data.schema import schema_hash
 
