@@ -1105,3 +1105,19 @@ verify_state_dtype = np.dtype(
     ],
     align=True,
 )
+
+#: One scripted action (the ``scripted`` strategy replays a table of these at the decision ticks they fall in).
+script_row_dtype = np.dtype(
+    [
+        ("ts", np.int64),  # emit at the first decision tick at or after this local time, ns
+        ("symbol_id", np.int64),
+        ("order_id", np.int64),
+        ("price_ticks", np.int64),
+        ("qty", np.float64),
+        ("kind", np.int8),  # ActionKind
+        ("side", np.int8),  # Side.BID / Side.ASK
+        ("tif", np.int8),  # TimeInForce
+        ("order_type", np.int8),  # OrderType
+    ],
+    align=True,
+)

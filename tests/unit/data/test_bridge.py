@@ -1,0 +1,129 @@
+"""The store -> event array bridge against a plain numpy reference."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mmlab.data import bridge, store
+from mmlab.data.schema import NUMPY_DTYPES
+from mmlab.errors import DataError
+from mmlab.types import EVENT_COLUMNS, event_dtype
+
+T0 = 1_721_347_200_000_000_000  # 2024-07-19T00:00:00Z
+DAY = store.NS_PER_DAY
+
+
+def columns(n, seed=0, t0=T0, span=2 * DAY, tick=0.1):
+    rng = np.random.default_rng(seed)
+    ts_exch = t0 + np.sort(rng.integers(0, span, n))
+    cols = {
+        "ts_exch": ts_exch,
+        "ts_local": ts_exch + rng.integers(0, 3_000_000, n),
+        "kind": rng.integers(1, 6, n),
+        "side": rng.choice([-1, 1], n),
+        "price": rng.integers(500_000, 700_000, n) * tick,
+        "qty": np.round(rng.random(n) * 5, 3),
+        "update_id": np.arange(n) + 10,
+        "batch_end": rng.random(n) < 0.4,
+    }
+    cols["ts_local"] = np.maximum.accumulate(cols["ts_local"])
+    return {c: np.asarray(cols[c], dtype=NUMPY_DTYPES[c]) for c in EVENT_COLUMNS}
+
+
+def write(root, cols, venue="binance-usdm", symbol="TESTUSDT", tick=0.1):
+    store.write_days(root, venue, symbol, cols)
+    meta = store.empty_meta(venue, symbol)
+    meta.update(tick_size=tick, lot_size=0.001)
+    store.write_meta(root, venue, symbol, meta)
+
+
+def reference(cols, tick, symbol_id=0):
+    """What the bridge must produce: numpy field by field."""
+    ev = np.empty(len(cols["ts_exch"]), dtype=event_dtype)
+    for c in ("ts_exch", "ts_local", "qty", "update_id", "kind", "side", "batch_end"):
+        ev[c] = cols[c]
+    with np.errstate(invalid="ignore"):
+        ev["price_ticks"] = np.rint(cols["price"] / tick)
+    ev["symbol_id"] = symbol_id
+    return ev
+
+
+def day_order(cols):
+    """Rows in store order: by UTC day of ts_exch, then as given."""
+    order = np.argsort(cols["ts_exch"] // DAY, kind="stable")
+    return {c: v[order] for c, v in cols.items()}
+
+
+def test_load_events_equals_reference_over_days_and_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "PART_ROWS", 700)  # several part files per day
+    cols = columns(5000)
+    write(tmp_path, cols)
+    assert len(store.day_files(tmp_path, "binance-usdm", "TESTUSDT", "2024-07-19")) > 2
+    ev, infos = bridge.load_events(tmp_path, "binance-usdm", "TESTUSDT")
+    assert infos[0].tick_size == 0.1 and ev.dtype == event_dtype
+    np.testing.assert_array_equal(ev, reference(day_order(cols), 0.1))
+    chunks = list(bridge.iter_event_chunks(tmp_path, "binance-usdm", "TESTUSDT", symbol_id=3))
+    assert len(chunks) > 4 and all(len(c) <= 700 for c in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), reference(day_order(cols), 0.1, symbol_id=3))
+
+
+def test_time_window_filters_on_ts_local(tmp_path):
+    cols = columns(3000)
+    write(tmp_path, cols)
+    t_a, t_b = int(cols["ts_local"][700]), int(cols["ts_local"][2100])
+    ev, _ = bridge.load_events(tmp_path, "binance-usdm", "TESTUSDT", start=t_a, end=t_b)
+    keep = (cols["ts_local"] >= t_a) & (cols["ts_local"] < t_b)
+    np.testing.assert_array_equal(ev, reference(day_order({c: v[keep] for c, v in cols.items()}), 0.1))
+    ev2 = np.concatenate(list(bridge.iter_event_chunks(tmp_path, "binance-usdm", "TESTUSDT", t_a, t_b)))
+    np.testing.assert_array_equal(ev, ev2)
+    ev3, _ = bridge.load_events(tmp_path, "binance-usdm", "TESTUSDT", start="2024-07-20")
+    assert ev3["ts_local"].min() >= T0 + DAY and len(ev3) == int((cols["ts_local"] >= T0 + DAY).sum())
+
+
+def test_two_symbols_merge_by_ts_local_keeping_each_stream_order(tmp_path):
+    a, b = columns(800, seed=1, span=DAY // 2), columns(600, seed=2, span=DAY // 2, tick=0.01)
+    b["ts_local"][:10] = a["ts_local"][0]  # ties: stable merge keeps symbol order, then row order
+    b["ts_local"] = np.maximum.accumulate(b["ts_local"])
+    write(tmp_path, a, symbol="AAAUSDT")
+    write(tmp_path, b, symbol="BBBUSDT", tick=0.01)
+    ev, infos = bridge.load_events(tmp_path, "binance-usdm", ["AAAUSDT", "BBBUSDT"])
+    assert [i.symbol_id for i in infos] == [0, 1]
+    want = np.concatenate([reference(a, 0.1, 0), reference(b, 0.01, 1)])
+    want = want[np.argsort(want["ts_local"], kind="stable")]
+    np.testing.assert_array_equal(ev, want)
+    assert np.all(np.diff(ev["ts_local"]) >= 0)
+
+
+def test_price_to_ticks_rounds_and_marks_nan(tmp_path):
+    cols = columns(6)
+    cols["price"][:] = [0.30000000000000004, 65000.1 - 1e-9, 12.3, np.nan, -0.1, np.inf]
+    ev = bridge._frame_to_events(cols, 0.1, 0)
+    assert list(ev["price_ticks"][:3]) == [3, 650001, 123]
+    assert ev["price_ticks"][3] == np.iinfo(np.int64).min and ev["price_ticks"][5] == np.iinfo(np.int64).min
+    assert ev["price_ticks"][4] == -1
+
+
+def test_differently_chunked_frame_is_converted_correctly():
+    cols = columns(1000)
+    parts = [pl.DataFrame({c: v[s] for c, v in cols.items()}) for s in (slice(0, 300), slice(300, 1000))]
+    df = pl.concat(parts, rechunk=False)
+    assert df["ts_exch"].n_chunks() == 2
+    out = np.empty(1000, dtype=event_dtype)
+    assert bridge._fill_from_frame(df, 0.1, 0, out, 0) == 1000
+    np.testing.assert_array_equal(out, reference(cols, 0.1))
+    # Columns chunked unlike each other take the contiguous path.
+    df2 = df.with_columns(pl.Series("qty", cols["qty"]))
+    assert df2["qty"].n_chunks() == 1
+    out2 = np.empty(1000, dtype=event_dtype)
+    bridge._fill_from_frame(df2, 0.1, 0, out2, 0)
+    np.testing.assert_array_equal(out2, out)
+
+
+def test_missing_data_and_bad_meta_name_the_fix(tmp_path):
+    with pytest.raises(DataError, match="run `mmlab data ingest`"):
+        bridge.load_events(tmp_path, "binance-usdm", "NOPEUSDT")
+    meta = store.empty_meta("binance-usdm", "ZEROUSDT")
+    meta["lot_size"] = 0.001
+    store.write_meta(tmp_path, "binance-usdm", "ZEROUSDT", meta)
+    with pytest.raises(DataError, match="tick_size must be > 0, got None"):
+        bridge.load_events(tmp_path, "binance-usdm", "ZEROUSDT")
