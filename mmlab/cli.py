@@ -52,7 +52,7 @@ def _fmt(v) -> str:
 @data_app.command("ingest")
 def data_ingest(
     src: List[Path] = typer.Argument(..., help="Raw capture files (several files of one recording ingest as one stream)."),
-    source: str = typer.Option("auto", "--source", help="Venue (binance-usdm, binance-coinm, binance-spot, bybit-linear, bybit-spot) or format (tardis, binance-csv, bybit-dump, hftbacktest-npz); auto-detected when unambiguous."),
+    source: str = typer.Option("auto", "--source", help="Venue (binance-usdm, binance-coinm, binance-spot, bybit-linear, bybit-spot) or format (bybit = every Bybit venue in the file, bybit-dump, tardis, binance-csv, hftbacktest-npz); auto-detected when unambiguous."),
     out: Path = typer.Option(Path(DEFAULT_ROOT), "--out", help="Store root."),
     symbol: Optional[str] = typer.Option(None, "--symbol", help="Keep only this symbol (and name single-symbol sources)."),
     tick_size: Optional[float] = typer.Option(None, "--tick-size", help="Override the tick size."),
@@ -206,6 +206,31 @@ def quickstart(
         data_synth(out=root, like=None, hours=hours, seed=seed, symbol="SYNTHUSDT", date="2024-01-01")
     data_ls(root=root, as_json=False)
     data_verify(root=root, venue=None, symbol=None, as_json=False)
+
+
+@app.command("backtest")
+def backtest(
+    config: Path = typer.Option(..., "--config", help="Backtest config (TOML)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory; default: output.dir of the config, else experiments/runs/<run_id>."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Run the event simulator on the configured data and write the run directory."""
+    from mmlab.config import load_config
+    from mmlab.errors import MmlabError
+    from mmlab.sim.engine import run_backtest, write_run
+
+    try:
+        cfg = load_config(config, overrides=overrides)
+        result = run_backtest(cfg)
+        run_dir = write_run(result, out)
+    except MmlabError as exc:
+        _fail(exc)
+    summary = {k: v for k, v in result.summary.items() if k != "per_symbol"}
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+    else:
+        _print_table([{"key": k, "value": v} for k, v in summary.items()], ["key", "value"], title=f"backtest -> {run_dir}")
 
 
 def main() -> None:

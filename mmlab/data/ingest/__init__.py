@@ -20,6 +20,7 @@ SOURCES: dict[str, tuple[str, str | None]] = {
     "binance-spot": ("binance", "binance-spot"),
     "bybit-linear": ("bybit", "bybit-linear"),
     "bybit-spot": ("bybit", "bybit-spot"),
+    "bybit": ("bybit", None),  # any Bybit v5 capture or dump, every venue (endpoint) it holds
     "bybit-dump": ("bybit", None),
     "tardis": ("tardis", None),
     "binance-csv": ("binance_csv", None),

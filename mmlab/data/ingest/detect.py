@@ -7,9 +7,8 @@ opened transparently) and returns one ``--source`` name of :data:`mmlab.data.ing
   ``{"stream","data"}``, bare messages, or an inline ``{"lastUpdateId",...}`` snapshot): ``binance-usdm``,
   ``binance-coinm`` (COIN-M symbols ``BTCUSD_PERP``, ``ETHUSD_240927``) or ``binance-spot`` (diffs without
   ``pu``; trades with ``M`` and without ``X``; bookTicker without ``e``);
-- cryptofeed JSON lines (``{"t":"header","exchange":"BYBIT",...}``): ``bybit-linear`` when the capture holds a
-  ``/v5/public/linear`` connection (also when it holds a spot one too: the Bybit parser splits a file by endpoint),
-  ``bybit-spot`` when it holds spot connections only;
+- cryptofeed JSON lines (``{"t":"header","exchange":"BYBIT",...}``): ``bybit`` (every venue the capture's
+  connections reach; pass ``--source bybit-linear`` or ``bybit-spot`` to keep one);
 - ``<int> {"topic":...}`` lines (Bybit frames with a local timestamp): ``bybit-linear`` or ``bybit-spot`` from
   the trade ids (spot ids are numeric, linear ids are UUIDs); ambiguous without a trade;
 - ``*_ob<N>.data`` / ``*_ob<N>.data.zip``, or lines that are bare Bybit frames: ``bybit-dump``;
@@ -211,25 +210,9 @@ def _detect_json_lines(lines: list[bytes]) -> str:
 
 
 def _bybit_cryptofeed_venue(header: dict, lines: list[bytes]) -> str:
-    linear = spot = False
-    for ln in lines:
-        if b'"connect"' not in ln and b'"addr"' not in ln:
-            continue
-        rec = _decode(ln.strip())
-        if isinstance(rec, dict) and isinstance(rec.get("addr"), str):
-            linear |= "/public/linear" in rec["addr"]
-            spot |= "/public/spot" in rec["addr"]
-    if not (linear or spot):
-        # No connection in the peek: the header's symbols (cryptofeed names perps BTC-USDT-PERP).
-        cfg = header.get("config") or {}
-        names = {s for v in cfg.values() if isinstance(v, list) for s in v if isinstance(s, str)}
-        linear = any(s.upper().endswith("-PERP") for s in names)
-        spot = any(s.count("-") == 1 for s in names)
-    if linear:
-        return "bybit-linear"  # a file with both endpoints too: the Bybit parser splits it by endpoint
-    if spot:
-        return "bybit-spot"
-    raise _Unknown("it is a Bybit cryptofeed capture without any /v5/public/linear or /v5/public/spot connection")
+    # A capture may open connections to further endpoints anywhere in the file, so a peek cannot tell which venues
+    # it holds: ingest all of them (the Bybit parser splits the file by endpoint).
+    return "bybit"
 
 
 def _detect_timestamped(lines: list[bytes]) -> str:

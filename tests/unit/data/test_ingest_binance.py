@@ -293,7 +293,7 @@ def test_coinm_contract_and_wrong_venue(real_data, tmp_path):
     ("binance_usdm/usdm_ethusdt_20240719.gz", "binance-usdm"),
     ("binance_spot/nexousdt_20240723.dat.gz", "binance-spot"),
     ("binance_spot/nexousdt_20240725.dat.gz", "binance-spot"),
-    ("bybit/BYBIT.jsonl.gz", "bybit-linear"),
+    ("bybit/BYBIT.jsonl.gz", "bybit"),
     ("bybit/xrpusdt-ob500.data.zip", "bybit-dump"),
     ("tardis/deltas_1.csv", "tardis"),
     ("tardis/binance-futures_book_snapshot_5_BTCUSDT.csv", "tardis"),

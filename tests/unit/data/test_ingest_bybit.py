@@ -94,7 +94,7 @@ def test_real_capture_spot_only_and_all_venues(real_data, tmp_path):
         trades = _store(tmp_path / "s", "bybit-spot", r.symbol).filter(pl.col("kind") == Kind.TRADE)
         assert trades.height > 0 and (trades["update_id"] > 0).all()
     assert spot[0].lot_size == 1e-06  # basePrecision
-    both = ingest([real_data / "bybit" / "BYBIT.jsonl.gz"], "bybit-dump", tmp_path / "a", IngestOptions())
+    both = ingest([real_data / "bybit" / "BYBIT.jsonl.gz"], "bybit", tmp_path / "a", IngestOptions())
     assert len(both) == 6
     linear_trades = _store(tmp_path / "a", "bybit-linear", "BTCUSDT").filter(pl.col("kind") == Kind.TRADE)
     assert (linear_trades["update_id"] == -1).all()  # UUID trade ids
