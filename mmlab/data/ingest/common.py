@@ -114,21 +114,27 @@ def read_bytes(path: str | os.PathLike, *, allow_truncated: bool = False) -> byt
     return raw
 
 
+try:  # ISA-L inflates about 2x faster than zlib; same API and stream semantics
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal ships wheels for the supported platforms
+    _zlib = zlib
+
+
 def _gunzip(path: Path, raw: bytes, allow_truncated: bool) -> bytes:
     out = []
-    d = zlib.decompressobj(wbits=47)
+    d = _zlib.decompressobj(47)
     data = raw
     try:
         while data:
             out.append(d.decompress(data))
             if d.eof:
                 data = d.unused_data
-                d = zlib.decompressobj(wbits=47) if data else d
+                d = _zlib.decompressobj(47) if data else d
             else:
                 break
         if not d.eof:
             raise EOFError("stream ends before the gzip end-of-stream marker")
-    except (zlib.error, EOFError) as exc:
+    except (_zlib.error, zlib.error, EOFError) as exc:
         got = b"".join(out)
         if allow_truncated:
             return got[: got.rfind(b"\n") + 1]
@@ -301,9 +307,9 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
     _quarantine_bad_values(stream)
     c = stream.columns
     # Files sorted by (ts_local, original message order).
-    order = np.argsort(c["ts_local"], kind="stable")
-    n_out_of_order = int((np.diff(c["ts_local"]) < 0).sum()) if len(order) > 1 else 0
+    n_out_of_order = int((np.diff(c["ts_local"]) < 0).sum()) if len(c["ts_local"]) > 1 else 0
     if n_out_of_order:
+        order = np.argsort(c["ts_local"], kind="stable")
         c = {k: v[order] for k, v in c.items()}
     offset = _clock_offset(stream, opts.clock_correction)
     if offset:
@@ -326,7 +332,9 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
     sdir = store.symbol_dir(out_root, venue, symbol)
     meta = store.read_meta(out_root, venue, symbol) if (sdir / store.META_FILE).exists() else store.empty_meta(venue, symbol)
     new_hashes = sorted(s["sha256"] for s in stream.sources)
-    days_new = sorted({store.day_of_ns(int(t)) for t in np.unique(c["ts_exch"] // store.NS_PER_DAY * store.NS_PER_DAY)}) if len(c["ts_exch"]) else []
+    day_idx = c["ts_exch"] // store.NS_PER_DAY
+    day_counts = np.bincount(day_idx - day_idx.min()) if len(day_idx) else np.zeros(0, np.int64)
+    days_new = [store.day_of_ns(int(day_idx.min() + k) * store.NS_PER_DAY) for k in np.flatnonzero(day_counts)]
     for day in days_new:
         owner = meta["days"].get(day)
         if owner and sorted(owner.get("source_sha256", [])) != new_hashes and not opts.overwrite:
@@ -336,14 +344,14 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
                 "pass --overwrite to replace that day, or choose another --out root"
             )
     written = store.write_days(out_root, venue, symbol, c)
-    kinds, counts = np.unique(c["kind"], return_counts=True)
+    kind_counts = np.bincount(c["kind"], minlength=1)
     for w in written:
-        sel = (c["ts_exch"] // store.NS_PER_DAY) == (np.datetime64(w.day, "D").astype(np.int64))
-        kk, cc = np.unique(c["kind"][sel], return_counts=True)
+        sel = day_idx == np.datetime64(w.day, "D").astype(np.int64)
+        day_kinds = np.bincount(c["kind"][sel], minlength=1)
         meta["days"][w.day] = {
             "rows": w.rows,
             "files": list(w.files),
-            "rows_by_kind": {store.kind_name(int(k)): int(v) for k, v in zip(kk, cc)},
+            "rows_by_kind": _kind_counts(day_kinds),
             "ts_local_min": int(c["ts_local"][sel].min()),
             "ts_local_max": int(c["ts_local"][sel].max()),
             "source_sha256": new_hashes,
@@ -374,7 +382,7 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
         "rows_in": int(stream.rows_in),
         "rows_written": int(len(c["ts_exch"])),
         "rows_quarantined": int(stream.rows_quarantined),
-        "rows_by_kind": {store.kind_name(int(k)): int(v) for k, v in zip(kinds, counts)},
+        "rows_by_kind": _kind_counts(kind_counts),
     }
     meta.update(stream.extra)
     all_days = sorted(meta["days"])
@@ -403,6 +411,10 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
         lot_size=float(lot),
         meta_path=str(meta_path),
     )
+
+
+def _kind_counts(counts: np.ndarray) -> dict[str, int]:
+    return {store.kind_name(k): int(v) for k, v in enumerate(counts) if v}
 
 
 def _merge_quarantine(old: list[dict], new: list[dict]) -> list[dict]:
