@@ -233,6 +233,73 @@ def backtest(
         _print_table([{"key": k, "value": v} for k, v in summary.items()], ["key", "value"], title=f"backtest -> {run_dir}")
 
 
+@app.command("report")
+def report(
+    run: Path = typer.Argument(..., help="Run directory (written by `mmlab backtest`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory; default: the run directory."),
+):
+    """Write the run's charts (PNG) and a self-contained report.html."""
+    from mmlab.analysis.report import build_report
+    from mmlab.errors import MmlabError
+
+    try:
+        path = build_report(run, out)
+    except MmlabError as exc:
+        _fail(exc)
+    typer.echo(str(path))
+
+
+@app.command("compare")
+def compare(
+    run_a: Path = typer.Argument(..., help="Reference run directory (A)."),
+    run_b: Path = typer.Argument(..., help="Run directory compared with A (B)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory; default: reports/compare/<A>_vs_<B>."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+):
+    """Metric deltas (B - A) of two runs, printed, plus a side-by-side compare.html."""
+    from mmlab.analysis.compare import compare_runs
+    from mmlab.errors import MmlabError
+
+    try:
+        res = compare_runs(run_a, run_b, out)
+    except MmlabError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    rows = [{"key": k, "a": v["a"], "b": v["b"], "b - a": v["delta"], "pct": v["pct"]} for k, v in res["metrics"].items()]
+    _print_table(rows, ["key", "a", "b", "b - a", "pct"], title=f"{res['name_b']} (B) vs {res['name_a']} (A)")
+    if res["config_diff"]:
+        _print_table([{"key": k, **v} for k, v in res["config_diff"].items()], ["key", "a", "b"], title="config differences")
+    typer.echo(res["report"])
+
+
+@app.command("perf-gate")
+def perf_gate_cmd(
+    current: Path = typer.Option(..., "--current", help="Run directory (summary.json stage_latency_ns) or JSON of {stage: {p50, p95, p99}}."),
+    baseline: Path = typer.Option(Path("benchmarks/stage_budgets.json"), "--baseline", help="Stage budgets file."),
+    threshold: float = typer.Option(3.0, "--threshold", help="Allowed p95 regression over the budget, percent."),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Write a markdown report here."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Do not fail on budgeted stages without a measurement."),
+):
+    """Fail (exit 1) when a stage's p95 latency regresses beyond the threshold against the budgets."""
+    from mmlab.analysis.perf_gate import perf_gate
+    from mmlab.errors import MmlabError
+
+    try:
+        ok, rows = perf_gate(baseline, current, threshold_pct=threshold, report_path=report_path, allow_missing=allow_missing)
+    except MmlabError as exc:
+        _fail(exc)
+    shown = [{k: (round(v) if isinstance(v, float) and k.endswith("_ns") else round(v, 2) if isinstance(v, float) else v)
+              for k, v in r.items()} for r in rows]
+    _print_table(shown, ["stage", "p50_ns", "p95_ns", "p99_ns", "budget_p95_ns", "delta_pct", "status"],
+                 title=f"stage perf gate (+{threshold:g}% on p95): {'PASS' if ok else 'FAIL'}")
+    if report_path is not None:
+        typer.echo(str(report_path))
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -954,6 +954,7 @@ sim_params_dtype = np.dtype(
         ("interval_ns", np.int64),  # decision tick period
         ("n_symbols", np.int64),
         ("max_sweep_ticks", np.int64),  # market orders sweep at most this many ticks from the best
+        ("shock_duration_ns", np.float64),  # random: mean (exponential) length of a latency shock episode
     ],
     align=True,
 )
@@ -1014,6 +1015,7 @@ run_state_dtype = np.dtype(
         ("n_orders", np.int64),  # new order requests sent
         ("n_requests", np.int64),  # requests of any kind sent
         ("n_local_rejects", np.int64),  # actions refused before leaving the strategy
+        ("shock_until_ns", np.int64),  # latency RANDOM model: end of the current shock episode (0 = none yet)
     ],
     align=True,
 )

@@ -356,6 +356,8 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
             "ts_local_max": int(c["ts_local"][sel].max()),
             "source_sha256": new_hashes,
             "source_files": [Path(s["path"]).name for s in stream.sources],
+            # One constant shift per recording: days of different recordings keep their own.
+            "clock_offset_ns": int(offset),
         }
     known = {s["sha256"] for s in meta["sources"]}
     meta["sources"] += [s for s in stream.sources if s["sha256"] not in known]

@@ -1,0 +1,128 @@
+"""Uses future events; training only. Markouts, adverse moves, fill-within-horizon and queue ETA labels.
+
+Mid prices come from the simulator's exchange-side best bid/ask series (``mids``: one row per change, exchange
+time); ``mid(t)`` is the last mid at or before t. Conventions (bps, sign-adjusted by side, side +1 buy / -1 sell):
+
+- ``slippage_bps = side * (price - mid_send) / mid_send * 1e4``: positive = worse than the mid when sent.
+- ``markout_bps_H = side * (mid(t_fill + H) - price) / price * 1e4``: positive = the fill earned.
+- ``adverse_bps_H = max over mid(u), u in [t_fill, t_fill + H], of side * (price - mid(u)) / price * 1e4``: the
+  largest move of the mid against the fill within H.
+- order rows: ``queue_eta_ms`` = first fill - acceptance (exchange time); rows of orders that never filled are
+  censored (``censored = True``, ``queue_eta_ms`` = time resting until cancel/expiry or the end of the run);
+  ``filled_H`` = first fill within H of the send time; ``mid_move_bps_H = side * (mid(t + H) - mid(t)) /
+  mid(t) * 1e4`` from the decision time t, exchange mids (positive = the mid rose for a buy / fell for a sell).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+def horizon_suffix(h_ms: float) -> str:
+    """Column suffix of a horizon: 100 -> '100ms', 1000 -> '1s', 1500 -> '1500ms'."""
+    if h_ms >= 1000 and float(h_ms) % 1000 == 0:
+        return f"{int(h_ms) // 1000}s"
+    if float(h_ms).is_integer():
+        return f"{int(h_ms)}ms"
+    return f"{h_ms:g}ms".replace(".", "p")
+
+
+def mid_at(mid_ts: np.ndarray, mid_px: np.ndarray, query_ts: np.ndarray) -> np.ndarray:
+    """Mid in force at each query time (last change at or before it); NaN before the first change."""
+    idx = np.searchsorted(mid_ts, query_ts, side="right") - 1
+    out = np.full(len(query_ts), np.nan)
+    ok = idx >= 0
+    out[ok] = mid_px[idx[ok]]
+    return out
+
+
+@njit(cache=True)
+def adverse_bps_nb(mid_ts, mid_px, t0, t1, price, side):
+    """For each row i: max of side * (price - mid(u)) / price * 1e4 over u in [t0[i], t1[i]] (NaN without a mid)."""
+    n = len(t0)
+    out = np.full(n, np.nan)
+    m = len(mid_ts)
+    for i in range(n):
+        # The mid in force at t0 counts, then every change up to t1.
+        j = np.searchsorted(mid_ts, t0[i], side="right") - 1
+        best = np.nan
+        if j < 0:
+            j = 0
+            if m == 0 or mid_ts[0] > t1[i]:
+                continue
+        while j < m and mid_ts[j] <= t1[i]:
+            v = side[i] * (price[i] - mid_px[j]) / price[i] * 1e4
+            if np.isnan(best) or v > best:
+                best = v
+            j += 1
+        out[i] = best
+    return out
+
+
+def _mids_by_symbol(mids: dict, symbol_id: int) -> tuple[np.ndarray, np.ndarray]:
+    ts, px = mids.get(int(symbol_id), (np.empty(0, np.int64), np.empty(0)))
+    return ts, px
+
+
+def fill_labels(ts_exch, symbol_id, side, price, mid_send, mids: dict, horizons_ms) -> dict[str, np.ndarray]:
+    """Per-fill labels: slippage_bps, markout_bps_H and adverse_bps_H for each horizon.
+
+    ``mids`` maps symbol_id -> (ts_exch int64 sorted, mid price float64) of that symbol's exchange mid changes.
+    """
+    n = len(ts_exch)
+    side = np.asarray(side, dtype=np.float64)
+    price = np.asarray(price, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"slippage_bps": side * (price - mid_send) / mid_send * 1e4}
+    for h in horizons_ms:
+        h_ns = int(round(h * 1e6))
+        sfx = horizon_suffix(h)
+        mk = np.full(n, np.nan)
+        adv = np.full(n, np.nan)
+        for sid in np.unique(symbol_id):
+            sel = np.flatnonzero(symbol_id == sid)
+            mts, mpx = _mids_by_symbol(mids, sid)
+            t = ts_exch[sel]
+            fwd = mid_at(mts, mpx, t + h_ns)
+            mk[sel] = side[sel] * (fwd - price[sel]) / price[sel] * 1e4
+            adv[sel] = adverse_bps_nb(mts, mpx, t.astype(np.int64), (t + h_ns).astype(np.int64), price[sel], side[sel])
+        out[f"markout_bps_{sfx}"] = mk
+        out[f"adverse_bps_{sfx}"] = adv
+    return out
+
+
+def order_labels(sent: dict, first_fill_ts, accept_ts, end_ts, run_end_ts: int, mids: dict, horizons_ms) -> dict[str, np.ndarray]:
+    """Per-order labels from the send time: queue ETA (censored if never filled), filled_H, mid_move_bps_H.
+
+    ``sent`` holds arrays ts_local (send = decision time), symbol_id and side.
+    ``first_fill_ts`` / ``accept_ts`` / ``end_ts`` are exchange times, -1 where absent (``end_ts``: when the
+    order stopped resting: cancel, expiry, rejection or final fill).
+    """
+    ts = np.asarray(sent["ts_local"], dtype=np.int64)
+    side = np.asarray(sent["side"], dtype=np.float64)
+    sym = np.asarray(sent["symbol_id"])
+    first_fill_ts = np.asarray(first_fill_ts, dtype=np.int64)
+    accept_ts = np.asarray(accept_ts, dtype=np.int64)
+    end_ts = np.asarray(end_ts, dtype=np.int64)
+    filled = first_fill_ts >= 0
+    rested = accept_ts >= 0
+    censored = ~filled
+    stop = np.where(end_ts >= 0, end_ts, run_end_ts)
+    eta_ns = np.where(filled & rested, first_fill_ts - accept_ts, np.where(rested, stop - accept_ts, -1))
+    eta_ms = np.where(eta_ns >= 0, eta_ns / 1e6, np.nan)
+    out: dict[str, np.ndarray] = {"queue_eta_ms": eta_ms, "censored": censored}
+    for h in horizons_ms:
+        h_ns = int(round(h * 1e6))
+        sfx = horizon_suffix(h)
+        out[f"filled_{sfx}"] = filled & (first_fill_ts - ts <= h_ns)
+        mv = np.full(len(ts), np.nan)
+        for sid in np.unique(sym):
+            sel = np.flatnonzero(sym == sid)
+            mts, mpx = _mids_by_symbol(mids, sid)
+            now = mid_at(mts, mpx, ts[sel])
+            fwd = mid_at(mts, mpx, ts[sel] + h_ns)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mv[sel] = side[sel] * (fwd - now) / now * 1e4
+        out[f"mid_move_bps_{sfx}"] = mv
+    return out
