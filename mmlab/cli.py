@@ -198,32 +198,47 @@ def quickstart(
     root: Path = typer.Option(Path(DEFAULT_ROOT), "--root"),
     hours: float = typer.Option(1.0, "--hours"),
     seed: int = typer.Option(7, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory; default experiments/runs/<run_id>."),
 ):
-    """The main job on the embedded default: synthesize the default day if absent, then list and verify it."""
+    """The main job on the embedded default: synthesize the default day if absent, verify it, backtest it, report."""
+    _ensure_default_data(root, hours=hours, seed=seed)
+    data_ls(root=root, as_json=False)
+    data_verify(root=root, venue=None, symbol=None, as_json=False)
+    backtest(config=None, out=out, overrides=[f"data.root={json.dumps(str(root))}"], as_json=False, make_report=True)
+
+
+def _ensure_default_data(root: Path, *, hours: float = 1.0, seed: int = 7) -> None:
+    """Generate the seeded synthetic default day (SYNTHUSDT) when the root does not hold it yet."""
     from mmlab.data import store
 
     if not any(s == "SYNTHUSDT" for _, s in store.list_symbols(root)):
+        typer.echo(f"generating the synthetic default day into {root} (seed {seed}, {hours} h)")
         data_synth(out=root, like=None, hours=hours, seed=seed, symbol="SYNTHUSDT", date="2024-01-01")
-    data_ls(root=root, as_json=False)
-    data_verify(root=root, venue=None, symbol=None, as_json=False)
 
 
 @app.command("backtest")
 def backtest(
-    config: Path = typer.Option(..., "--config", help="Backtest config (TOML)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Backtest config (TOML); default: the built-in defaults (synthetic SYNTHUSDT day)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory; default: output.dir of the config, else experiments/runs/<run_id>."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    make_report: bool = typer.Option(True, "--report/--no-report", help="Build report.html + PNGs in the run directory."),
 ):
-    """Run the event simulator on the configured data and write the run directory."""
+    """Run the event simulator on the configured data and write the run directory (and its report)."""
     from mmlab.config import load_config
     from mmlab.errors import MmlabError
     from mmlab.sim.engine import run_backtest, write_run
 
     try:
         cfg = load_config(config, overrides=overrides)
+        if cfg.data.symbols == ("SYNTHUSDT",):
+            _ensure_default_data(Path(cfg.data.root))
         result = run_backtest(cfg)
         run_dir = write_run(result, out)
+        if make_report:
+            from mmlab.analysis.report import build_report
+
+            report_path = build_report(run_dir)
     except MmlabError as exc:
         _fail(exc)
     summary = {k: v for k, v in result.summary.items() if k != "per_symbol"}
@@ -231,6 +246,8 @@ def backtest(
         typer.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
     else:
         _print_table([{"key": k, "value": v} for k, v in summary.items()], ["key", "value"], title=f"backtest -> {run_dir}")
+    if make_report:
+        typer.echo(f"report: {report_path}")
 
 
 @app.command("report")

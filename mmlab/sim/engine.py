@@ -365,18 +365,6 @@ class _Collector:
         }
 
 
-def _tie_strategy_cache(strategy) -> None:
-    import inspect
-
-    from mmlab.data import book_nb
-    from mmlab.sim._cache import tie_cache_to_sources
-
-    py_func = getattr(strategy.decide, "py_func", None)
-    module = inspect.getmodule(py_func) if py_func is not None else None
-    if module is not None:
-        tie_cache_to_sources(strategy.decide, module, book_nb)
-
-
 def _exch_order(ev: np.ndarray) -> np.ndarray:
     return ev[np.argsort(ev["ts_exch"], kind="stable")]
 
@@ -431,7 +419,6 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
         a.rs["i_exch"] = 0
         if entry is None:
             t = time.perf_counter()
-            _tie_strategy_cache(strategy)
             entry = loop_entry(a, local_ev, exch_ev)
             # A call that processes nothing (horizon 0) binds the strategy function, so its one-time load is
             # counted as JIT time, not loop time.
