@@ -242,12 +242,13 @@ def backtest(
     except MmlabError as exc:
         _fail(exc)
     summary = {k: v for k, v in result.summary.items() if k != "per_symbol"}
+    report_file = str(report_path) if make_report else None
     if as_json:
-        typer.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+        typer.echo(json.dumps({"run_dir": str(run_dir), "report": report_file, **summary}, indent=2))
     else:
         _print_table([{"key": k, "value": v} for k, v in summary.items()], ["key", "value"], title=f"backtest -> {run_dir}")
-    if make_report:
-        typer.echo(f"report: {report_path}")
+        if report_file:
+            typer.echo(f"report: {report_file}")
 
 
 @app.command("report")
