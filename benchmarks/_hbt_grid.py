@@ -22,8 +22,8 @@ HBT_QUEUE_MODELS = {
 
 #: Columns of the per-tick output of :func:`grid_hbt`.
 OUT_POSITION, OUT_BALANCE, OUT_FEE, OUT_NUM_TRADES, OUT_MID = range(5)
-#: Columns of the fill output of :func:`grid_hbt`: exch_ts, price_tick, side (+1/-1), qty.
-FILL_COLS = 4
+#: Fills read from hftbacktest's order states (see :func:`run_grid_hbt`).
+HBT_FILL_DTYPE = np.dtype([("ts_exch", np.int64), ("price_ticks", np.int64), ("side", np.int64), ("qty", np.float64)])
 
 
 def to_hftbacktest(ev: np.ndarray, tick: float) -> np.ndarray:
@@ -62,7 +62,7 @@ def hbt_backtest(data: np.ndarray, tick: float, lot: float, queue_model: str, qu
 
 
 @numba.njit
-def _record_fills(orders, fills, nf):
+def _record_fills(orders, fills, fill_qty, nf):
     """Append the orders the local side sees as FILLED (each once: they are cleared right after)."""
     vals = orders.values()
     while vals.has_next():
@@ -70,21 +70,22 @@ def _record_fills(orders, fills, nf):
         if o.status == hbt.FILLED and nf < fills.shape[0]:
             fills[nf, 0] = o.exch_timestamp
             fills[nf, 1] = o.exec_price_tick
-            fills[nf, 2] = 1.0 if o.side == hbt.BUY else -1.0
-            fills[nf, 3] = o.exec_qty
+            fills[nf, 2] = 1 if o.side == hbt.BUY else -1
+            fill_qty[nf] = o.exec_qty
             nf += 1
     return nf
 
 
 @numba.njit
-def grid_hbt(bt, grid_num, gi, hs, skew, qty, maxpos, interval, out, fills):
-    """Run the grid; per tick ``out`` gets position, balance, fee, num_trades, mid; ``fills`` gets one row per fill
-    read from the order states (exch_ts, exec price tick, side, exec qty). Returns (ticks, fills)."""
+def grid_hbt(bt, grid_num, gi, hs, skew, qty, maxpos, interval, out, fills, fill_qty):
+    """Run the grid; per tick ``out`` gets position, balance, fee, num_trades, mid; per fill read from the order
+    states, int64 ``fills`` gets (exch_ts, exec price tick, side) and ``fill_qty`` the exec qty.
+    Returns (ticks, fills)."""
     tick = bt.depth(0).tick_size
     k = 0
     nf = 0
     while bt.elapse(interval) == 0:
-        nf = _record_fills(bt.orders(0), fills, nf)
+        nf = _record_fills(bt.orders(0), fills, fill_qty, nf)
         bt.clear_inactive_orders(0)
         depth = bt.depth(0)
         position = bt.position(0)
@@ -134,22 +135,25 @@ def grid_hbt(bt, grid_num, gi, hs, skew, qty, maxpos, interval, out, fills):
             out[k, 3] = sv.num_trades
             out[k, 4] = 0.5 * (bb + ba) * tick if (bb > -(2**62) and ba < 2**62) else np.nan
         k += 1
-    nf = _record_fills(bt.orders(0), fills, nf)
+    nf = _record_fills(bt.orders(0), fills, fill_qty, nf)
     return k, nf
 
 
 def run_grid_hbt(ev: np.ndarray, tick: float, lot: float, cfg, *, data: np.ndarray | None = None,
                  max_ticks: int = 1 << 20, max_fills: int = 1 << 20):
     """Convert (unless ``data`` is given), build the backtest from ``cfg.sim`` (constant latency) and run the grid of
-    ``cfg.strategy``. Returns ``(out[:ticks], fills[:n_fills])``."""
+    ``cfg.strategy``. Returns ``(out[:ticks], fills)`` with ``fills`` of :data:`HBT_FILL_DTYPE`."""
     st, sm = cfg.strategy, cfg.sim
     if data is None:
         data = to_hftbacktest(ev, tick)
     bt = hbt_backtest(data, tick, lot, sm.queue_model, sm.queue_power, sm.maker_fee, sm.taker_fee,
                       int(sm.entry_latency_ms * 1e6), int(sm.response_latency_ms * 1e6))
     out = np.zeros((max_ticks, 5))
-    fills = np.zeros((max_fills, FILL_COLS))
+    fills = np.zeros((max_fills, 3), np.int64)
+    fill_qty = np.zeros(max_fills)
     n, nf = grid_hbt(bt, st.grid_num, st.grid_interval_ticks, st.half_spread_ticks, st.skew_ticks, st.order_qty,
-                     st.max_position, int(st.interval_ms * 1e6), out, fills)
+                     st.max_position, int(st.interval_ms * 1e6), out, fills, fill_qty)
     bt.close()
-    return out[:min(n, max_ticks)], fills[:nf]
+    f = np.zeros(nf, HBT_FILL_DTYPE)
+    f["ts_exch"], f["price_ticks"], f["side"], f["qty"] = fills[:nf, 0], fills[:nf, 1], fills[:nf, 2], fill_qty[:nf]
+    return out[:min(n, max_ticks)], f

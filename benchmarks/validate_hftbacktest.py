@@ -76,7 +76,7 @@ def compare(ev, info, queue_model: str, queue_power: float) -> dict:
     ours = run_backtest(cfg, events=ev, symbols=[SymbolSpec(info.symbol, tick, lot)])
     f, s = ours.fills, ours.state
     mine = _fill_keys(f["ts_exch"].to_numpy(), f["price_ticks"].to_numpy(), f["side"].to_numpy(), f["qty"].to_numpy())
-    theirs = _fill_keys(hf[:, 0], hf[:, 1], hf[:, 2], hf[:, 3])
+    theirs = _fill_keys(hf["ts_exch"], hf["price_ticks"], hf["side"], hf["qty"])
     matched = sum((mine & theirs).values())
     last = s.row(s.height - 1, named=True)
     eq_m = last["cash"] + last["position"] * last["mid"] - last["fees"]
@@ -105,7 +105,7 @@ def main() -> int:
             em, eh = r["equity"]
             fm, fh = r["fees"]
             label = f"({case}) {qm}" + (f"(n={power:g})" if qm.startswith("power") else "")
-            print(f"{sym} {label} + no_partial + constant 10/10 ms  [{len(ev):,} rows, ticks mmlab/hbt "
+            print(f"{sym} {label} + no_partial + constant 10/10 ms  [{len(ev):,} store rows incl. BBO, ticks mmlab/hbt "
                   f"{r['ticks'][0]}/{r['ticks'][1]}]")
             print(f"  fills         mmlab {nm:8d}   hftbacktest {nh:8d} (order states; num_trades {r['num_trades_hbt']})"
                   f"   rel diff {_rel(nm, nh):.2e}")

@@ -7,8 +7,10 @@ Prices become integer ticks (``round(price / tick_size)``), times stay int64 ns.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -152,41 +154,49 @@ def _read_frame(path: str, start_ns: int | None, end_ns: int | None):
     return lf.collect()
 
 
-def _iter_frames(files: list[str], start_ns: int | None, end_ns: int | None) -> Iterator:
-    """Decoded frames of ``files`` in order; the next file decodes in a thread while the caller converts one."""
-    if len(files) <= 1:
-        for f in files:
-            yield _read_frame(f, start_ns, end_ns)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        nxt = pool.submit(_read_frame, files[0], start_ns, end_ns)
-        for k in range(len(files)):
-            df = nxt.result()
-            if k + 1 < len(files):
-                nxt = pool.submit(_read_frame, files[k + 1], start_ns, end_ns)
-            yield df
+#: Folder (inside a symbol's store directory) of the converted event arrays, one ``.npy`` per parquet part.
+CACHE_DIR = "_events_cache"
 
 
-def _row_count(files: list[str]) -> int:
-    import pyarrow.parquet as pq
+def _cache_path(path: str, tick_size: float) -> Path:
+    """Where the event array of a part file lives; the name changes whenever the part file or the tick size does."""
+    st = os.stat(path)
+    key = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{tick_size!r}:{event_dtype.descr}".encode()).hexdigest()[:16]
+    p = Path(path)
+    return p.parent.parent / CACHE_DIR / p.parent.name / f"{p.stem}-{key}.npy"
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+def _file_events(path: str, tick_size: float, cache: bool) -> np.ndarray:
+    """Event array of one part file (symbol_id 0): from the cache when valid, else decoded (and cached)."""
+    if cache:
+        cp = _cache_path(path, tick_size)
+        if cp.exists():
+            try:
+                return np.load(cp, mmap_mode="r")
+            except (OSError, ValueError):
+                pass  # a damaged cache file is rebuilt below
+    df = _read_frame(path, None, None)
+    ev = np.zeros(df.height, dtype=event_dtype)  # zeroed: padding bytes are deterministic in the cache file
+    _fill_from_frame(df, tick_size, 0, ev, 0)
+    if cache:
+        try:
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            for old in cp.parent.glob(f"{Path(path).stem}-*.npy"):
+                old.unlink()
+            tmp = cp.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, ev)
+            os.replace(tmp, cp)
+        except OSError:
+            pass  # a read-only store works without the cache
+    return ev
 
 
-def _read_columns(files: list[str], start_ns: int | None, end_ns: int | None) -> dict[str, np.ndarray]:
-    import polars as pl
-
-    if not files:
-        return {c: np.empty(0, dtype=NUMPY_DTYPES[c]) for c in EVENT_COLUMNS}
-    lf = pl.scan_parquet(files)
-    if start_ns is not None:
-        lf = lf.filter(pl.col("ts_local") >= start_ns)
-    if end_ns is not None:
-        lf = lf.filter(pl.col("ts_local") < end_ns)
-    df = lf.collect()
-    return {c: df[c].to_numpy() for c in EVENT_COLUMNS}
+def _window(ev: np.ndarray, start_ns: int | None, end_ns: int | None) -> np.ndarray:
+    """Rows of a part (sorted by ts_local) with start <= ts_local < end."""
+    lo = 0 if start_ns is None else int(np.searchsorted(ev["ts_local"], start_ns, side="left"))
+    hi = len(ev) if end_ns is None else int(np.searchsorted(ev["ts_local"], end_ns, side="left"))
+    return ev[lo:hi]
 
 
 def load_events(
@@ -195,8 +205,14 @@ def load_events(
     symbols: list[str] | str,
     start: str | int | None = None,
     end: str | int | None = None,
+    *,
+    cache: bool = True,
 ) -> tuple[np.ndarray, list[SymbolInfo]]:
     """Load symbols' events in [start, end) of local time as one ``event_dtype`` array merged by ts_local.
+
+    The first load of a part file converts it and keeps the event array in ``<symbol>/_events_cache/`` (rebuilt
+    whenever the part file or the tick size changes); later loads map that file, so repeated loads (sweeps,
+    reruns) run at memory speed. ``cache=False`` always decodes the parquet.
 
     >>> ev, infos = load_events("data", "binance-usdm", ["BTCUSDT"])  # doctest: +SKIP
     """
@@ -204,22 +220,17 @@ def load_events(
         symbols = [symbols]
     start_ns, end_ns = parse_time_ns(start), parse_time_ns(end)
     infos = [symbol_info(root, venue, s, i) for i, s in enumerate(symbols)]
-    files = [_files_in_range(root, venue, info.symbol, start_ns, end_ns) for info in infos]
-    if start_ns is None and end_ns is None:
-        # Row counts from the parquet footers: one output array, filled file by file as files decode.
-        ev = np.empty(sum(_row_count(f) for f in files), dtype=event_dtype)
-        off = 0
-        for info, fs in zip(infos, files):
-            for df in _iter_frames(fs, None, None):
-                off += _fill_from_frame(df, info.tick_size, info.symbol_id, ev, off)
-        if off != len(ev):
-            raise DataError(f"internal: {venue}/{','.join(symbols)} decoded {off} rows, parquet footers say {len(ev)}")
-    else:
-        frames = [(info, df) for info, fs in zip(infos, files) for df in _iter_frames(fs, start_ns, end_ns)]
-        ev = np.empty(sum(df.height for _, df in frames), dtype=event_dtype)
-        off = 0
-        for info, df in frames:
-            off += _fill_from_frame(df, info.tick_size, info.symbol_id, ev, off)
+    parts = []
+    for info in infos:
+        for f in _files_in_range(root, venue, info.symbol, start_ns, end_ns):
+            parts.append((info, _window(_file_events(f, info.tick_size, cache), start_ns, end_ns)))
+    ev = np.zeros(sum(len(p) for _, p in parts), dtype=event_dtype)
+    off = 0
+    for info, p in parts:
+        ev[off : off + len(p)] = p
+        if info.symbol_id:
+            ev["symbol_id"][off : off + len(p)] = info.symbol_id
+        off += len(p)
     if len(infos) == 1:
         return ev, infos
     order = np.argsort(ev["ts_local"], kind="stable")
@@ -234,12 +245,15 @@ def iter_event_chunks(
     end: str | int | None = None,
     *,
     symbol_id: int = 0,
+    cache: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield one symbol's events part file by part file (bounded memory for data larger than RAM)."""
     start_ns, end_ns = parse_time_ns(start), parse_time_ns(end)
     info = symbol_info(root, venue, symbol, symbol_id)
-    for df in _iter_frames(_files_in_range(root, venue, info.symbol, start_ns, end_ns), start_ns, end_ns):
-        if df.height:
-            ev = np.empty(df.height, dtype=event_dtype)
-            _fill_from_frame(df, info.tick_size, symbol_id, ev, 0)
+    for f in _files_in_range(root, venue, info.symbol, start_ns, end_ns):
+        part = _window(_file_events(f, info.tick_size, cache), start_ns, end_ns)
+        if len(part):
+            ev = np.array(part)  # a private, writable copy
+            if symbol_id:
+                ev["symbol_id"] = symbol_id
             yield ev

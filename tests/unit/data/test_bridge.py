@@ -127,3 +127,44 @@ def test_missing_data_and_bad_meta_name_the_fix(tmp_path):
     store.write_meta(tmp_path, "binance-usdm", "ZEROUSDT", meta)
     with pytest.raises(DataError, match="tick_size must be > 0, got None"):
         bridge.load_events(tmp_path, "binance-usdm", "ZEROUSDT")
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(a[f], b[f]) for f in event_dtype.names)
+
+
+def _cache_store(tmp_path, n=5_000):
+    root = tmp_path / "store"
+    store.write_days(root, "binance-usdm", "BTCUSDT", columns(n))
+    meta = store.empty_meta("binance-usdm", "BTCUSDT")
+    meta.update(tick_size=0.1, lot_size=0.001)
+    store.write_meta(root, "binance-usdm", "BTCUSDT", meta)
+    return root
+
+
+def test_event_cache_is_written_reused_and_equal_to_a_fresh_decode(tmp_path):
+    root = _cache_store(tmp_path)
+    fresh, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT", cache=False)
+    cache_dir = root / "binance-usdm" / "BTCUSDT" / bridge.CACHE_DIR
+    assert not cache_dir.exists()
+    first, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT")
+    files = sorted(cache_dir.rglob("*.npy"))
+    assert len(files) == sum(len(store.day_files(root, "binance-usdm", "BTCUSDT", d)) for d in store.list_days(root, "binance-usdm", "BTCUSDT"))
+    second, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT", start=T0 + DAY // 2, end=T0 + DAY + 3600 * 10**9)
+    assert _same(first, fresh)
+    sel = (fresh["ts_local"] >= T0 + DAY // 2) & (fresh["ts_local"] < T0 + DAY + 3600 * 10**9)
+    assert _same(second, fresh[sel])
+    chunks = np.concatenate(list(bridge.iter_event_chunks(root, "binance-usdm", "BTCUSDT", symbol_id=3)))
+    assert (chunks["symbol_id"] == 3).all() and chunks["ts_local"].tolist() == fresh["ts_local"].tolist()
+
+
+def test_event_cache_is_rebuilt_when_the_part_file_changes(tmp_path):
+    root = _cache_store(tmp_path)
+    bridge.load_events(root, "binance-usdm", "BTCUSDT")
+    store.write_days(root, "binance-usdm", "BTCUSDT", columns(5_000, seed=1))  # a re-ingest rewrites the parts
+    fresh, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT", cache=False)
+    cached, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT")
+    assert _same(cached, fresh)
+    day = store.list_days(root, "binance-usdm", "BTCUSDT")[0]
+    per_part = list((root / "binance-usdm" / "BTCUSDT" / bridge.CACHE_DIR / f"date={day}").glob("part-0000-*.npy"))
+    assert len(per_part) == 1  # the stale array was removed
