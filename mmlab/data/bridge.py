@@ -192,6 +192,12 @@ def _file_events(path: str, tick_size: float, cache: bool) -> np.ndarray:
     return ev
 
 
+def _copy_rows(dst: np.ndarray, off: int, src: np.ndarray) -> None:
+    """dst[off:off+len(src)] = src as one byte copy (numpy copies structured records field by field, ~3x slower)."""
+    isz = event_dtype.itemsize
+    np.copyto(dst.view(np.uint8)[off * isz : (off + len(src)) * isz], np.ascontiguousarray(src).view(np.uint8))
+
+
 def _window(ev: np.ndarray, start_ns: int | None, end_ns: int | None) -> np.ndarray:
     """Rows of a part (sorted by ts_local) with start <= ts_local < end."""
     lo = 0 if start_ns is None else int(np.searchsorted(ev["ts_local"], start_ns, side="left"))
@@ -224,10 +230,10 @@ def load_events(
     for info in infos:
         for f in _files_in_range(root, venue, info.symbol, start_ns, end_ns):
             parts.append((info, _window(_file_events(f, info.tick_size, cache), start_ns, end_ns)))
-    ev = np.zeros(sum(len(p) for _, p in parts), dtype=event_dtype)
+    ev = np.empty(sum(len(p) for _, p in parts), dtype=event_dtype)
     off = 0
     for info, p in parts:
-        ev[off : off + len(p)] = p
+        _copy_rows(ev, off, p)
         if info.symbol_id:
             ev["symbol_id"][off : off + len(p)] = info.symbol_id
         off += len(p)
@@ -253,7 +259,8 @@ def iter_event_chunks(
     for f in _files_in_range(root, venue, info.symbol, start_ns, end_ns):
         part = _window(_file_events(f, info.tick_size, cache), start_ns, end_ns)
         if len(part):
-            ev = np.array(part)  # a private, writable copy
+            ev = np.empty(len(part), dtype=event_dtype)  # a private, writable copy
+            _copy_rows(ev, 0, part)
             if symbol_id:
                 ev["symbol_id"] = symbol_id
             yield ev
