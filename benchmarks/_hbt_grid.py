@@ -7,9 +7,9 @@ up to the tick, then the strategy acts on the local book and order states.
 
 from __future__ import annotations
 
-import numpy as np
-import numba
 import hftbacktest as hbt
+import numba
+import numpy as np
 
 from mmlab.types import Kind
 

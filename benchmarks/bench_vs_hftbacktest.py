@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def run_hbt(cfg, data, tick, lot) -> tuple[float, float, int]:
 
 def compare(name: str, cfg, ev, info, repeat: int) -> None:
     from _hbt_grid import to_hftbacktest
+
     from mmlab.sim.engine import SymbolSpec
     from mmlab.types import Kind
 
@@ -180,17 +182,20 @@ def main() -> None:
     args = ap.parse_args()
     if not REAL.is_dir():
         sys.exit(f"{REAL} is absent: this benchmark replays the shared BTCUSDT capture")
+    import hftbacktest
+
     from mmlab.data.bridge import load_events
     from mmlab.data.ingest import IngestOptions, ingest
     from mmlab.data.synth import synth
-
-    import hftbacktest
 
     print(f"hftbacktest {getattr(hftbacktest, '__version__', '?')}; grid {args.grid_num}/side every "
           f"{args.interval_ms:g} ms, risk_averse, no_partial, constant 10/10 ms latency")
     cfg = _cfg(args.grid_num, args.interval_ms)
 
+    made = []  # temporary stores this run creates (removed at the end)
     real_root = args.real_root or Path(tempfile.mkdtemp(prefix="bench_vs_hbt_real_"))
+    if args.real_root is None:
+        made.append(real_root)
     if not (real_root / "binance-usdm" / "BTCUSDT" / "_meta.json").exists():
         ingest([REAL / "usdm_btcusdt_20240808.gz"], "binance-usdm", real_root, IngestOptions())
     ev, infos = load_events(real_root, "binance-usdm", ["BTCUSDT"])
@@ -198,6 +203,8 @@ def main() -> None:
     del ev
 
     synth_root = args.synth_root or Path(tempfile.mkdtemp(prefix="bench_vs_hbt_synth_"))
+    if args.synth_root is None:
+        made.append(synth_root)
     if not (synth_root / "binance-usdm" / "SYNTHUSDT" / "_meta.json").exists():
         t = time.perf_counter()
         synth(synth_root, hours=args.hours, seed=1)
@@ -207,6 +214,8 @@ def main() -> None:
     del ev
 
     startup(real_root)
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

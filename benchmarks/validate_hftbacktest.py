@@ -20,6 +20,7 @@ Exits non-zero if (a) is not identical or (b) differs by more than 1 %.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hbt_grid import run_grid_hbt  # noqa: E402
+from _hbt_grid import run_grid_hbt
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "real" / "binance_usdm").resolve()
@@ -93,9 +94,17 @@ def main() -> int:
     args = ap.parse_args()
     if not REAL.is_dir():
         sys.exit(f"{REAL} is absent: this validation replays the shared Binance USD-M captures")
+    root = _store(args.root)
+    try:
+        return _validate(root)
+    finally:
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _validate(root: Path) -> int:
     from mmlab.data.bridge import load_events
 
-    root = _store(args.root)
     ok = True
     for sym in SYMBOLS:
         ev, infos = load_events(root, "binance-usdm", [sym])

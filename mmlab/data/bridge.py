@@ -7,6 +7,7 @@ Prices become integer ticks (``round(price / tick_size)``), times stay int64 ns.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -86,8 +87,35 @@ def _files_in_range(root, venue, symbol, start_ns, end_ns) -> list[str]:
             continue
         if start_ns is not None and d0 + store.NS_PER_DAY + 60 * 1_000_000_000 < start_ns:
             continue
-        files += [os.fspath(p) for p in store.day_files(root, venue, symbol, day)]
+        for p in store.day_files(root, venue, symbol, day):
+            f = os.fspath(p)
+            if start_ns is None and end_ns is None:
+                files.append(f)
+                continue
+            st = os.stat(f)
+            lo, hi = _ts_local_span(f, st.st_size, st.st_mtime_ns)
+            # Parts are sorted by ts_local: skip those wholly outside [start, end).
+            if (end_ns is not None and lo >= end_ns) or (start_ns is not None and hi < start_ns):
+                continue
+            files.append(f)
     return files
+
+
+@functools.lru_cache(maxsize=65_536)
+def _ts_local_span(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
+    """(min, max) ts_local of a part file from its parquet footer statistics (size/mtime key the cache)."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    col = md.schema.names.index("ts_local")
+    lo, hi = None, None
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return (-(2**63), 2**63 - 1)  # no statistics: the part must be read
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    return (lo, hi) if lo is not None else (2**63 - 1, -(2**63))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

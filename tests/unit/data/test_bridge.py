@@ -168,3 +168,21 @@ def test_event_cache_is_rebuilt_when_the_part_file_changes(tmp_path):
     day = store.list_days(root, "binance-usdm", "BTCUSDT")[0]
     per_part = list((root / "binance-usdm" / "BTCUSDT" / bridge.CACHE_DIR / f"date={day}").glob("part-0000-*.npy"))
     assert len(per_part) == 1  # the stale array was removed
+
+
+def test_a_time_window_reads_only_the_parts_that_overlap_it(tmp_path):
+    root = tmp_path / "store"
+    cols = columns(3_000, span=DAY // 2)
+    day = store.day_of_ns(T0)
+    store.clear_day(root, "binance-usdm", "BTCUSDT", day)
+    for k in range(3):
+        store.write_part(root, "binance-usdm", "BTCUSDT", day, k, {c: v[k * 1000 : (k + 1) * 1000] for c, v in cols.items()})
+    meta = store.empty_meta("binance-usdm", "BTCUSDT")
+    meta.update(tick_size=0.1, lot_size=0.001)
+    store.write_meta(root, "binance-usdm", "BTCUSDT", meta)
+    t = cols["ts_local"]
+    start, end = int(t[1200]), int(t[1800])
+    files = bridge._files_in_range(root, "binance-usdm", "BTCUSDT", start, end)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["part-0001.parquet"]
+    ev, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT", start=start, end=end)
+    assert ev["ts_local"].tolist() == t[(t >= start) & (t < end)].tolist()

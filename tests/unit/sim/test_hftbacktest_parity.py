@@ -23,7 +23,7 @@ numba = pytest.importorskip("numba")
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-from _hbt_grid import run_grid_hbt  # noqa: E402  (shared with the hftbacktest benchmark scripts)
+from _hbt_grid import run_grid_hbt
 
 
 @pytest.fixture(scope="module")
