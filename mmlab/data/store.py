@@ -23,8 +23,8 @@ from mmlab.types import EVENT_COLUMNS, SCHEMA_VERSION, VENUES, Kind
 META_FILE = "_meta.json"
 #: Rows per parquet part file; bounds the memory a reader needs per part.
 PART_ROWS = 8_000_000
-#: Parquet codec of the store: lz4 decodes about 2x faster than zstd for ~17% more bytes (the bridge's speed
-#: is bounded by decoding), see benchmarks/bench_bridge.py.
+#: Parquet codec of the store: lz4 decodes about 2x faster than zstd for ~17% more bytes; float/int columns are
+#: written without dictionaries (faster to write and to decode, ~30% more bytes), see benchmarks/bench_*.py.
 PARQUET_COMPRESSION = "lz4"
 #: Days with at least this many rows are written as two or more part files in parallel.
 PARALLEL_MIN_ROWS = 500_000
@@ -207,7 +207,8 @@ def _write_table(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=1_000_000)
+    pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=1_000_000,
+                   use_dictionary=["kind", "side", "batch_end"], write_statistics=["ts_exch", "ts_local"])
     os.replace(tmp, path)
 
 
