@@ -6,7 +6,6 @@ Imports of heavy modules happen inside the commands so that ``mmlab --help`` sta
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 

@@ -212,6 +212,18 @@ def _write_table(table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def time_span(meta: dict) -> dict:
+    """First/last day and local-time bounds of a symbol from the per-day entries of its ``_meta.json``."""
+    days = meta["days"]
+    all_days = sorted(days)
+    return {
+        "first_day": all_days[0] if all_days else None,
+        "last_day": all_days[-1] if all_days else None,
+        "ts_local_min": min((d["ts_local_min"] for d in days.values()), default=None),
+        "ts_local_max": max((d["ts_local_max"] for d in days.values()), default=None),
+    }
+
+
 def empty_meta(venue: str, symbol: str) -> dict:
     from mmlab.data.schema import schema_hash
 

@@ -1084,13 +1084,7 @@ def synth(
         }
     )
     meta["sources"] = []
-    all_days = sorted(meta["days"])
-    meta["time_span"] = {
-        "first_day": all_days[0] if all_days else None,
-        "last_day": all_days[-1] if all_days else None,
-        "ts_local_min": min((d["ts_local_min"] for d in meta["days"].values()), default=None),
-        "ts_local_max": max((d["ts_local_max"] for d in meta["days"].values()), default=None),
-    }
+    meta["time_span"] = store.time_span(meta)
     meta_file = store.write_meta(out_root, venue, symbol, meta)
     return {
         "venue": venue,

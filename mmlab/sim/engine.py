@@ -523,7 +523,7 @@ def _enum_names(enum, values: np.ndarray) -> np.ndarray:
 def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
     import polars as pl
 
-    from mmlab.labels import fill_labels, horizon_suffix, order_labels
+    from mmlab.labels import fill_labels
 
     arr = raw["out"]
     tick = np.array([s.tick_size for s in specs])

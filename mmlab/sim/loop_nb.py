@@ -685,8 +685,6 @@ def _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
         side = _BID
     else:
         return True
-    model = sp[0].queue_model
-    power = sp[0].queue_power
     lot = sym[s].lot_size
     partial = sp[0].exchange_model == _PARTIAL_MODEL
     avail = trade_qty  # quantity of this trade not yet used by our queue-front fills at its price

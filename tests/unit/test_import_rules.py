@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-import mmlab
 
 
 def _modules_loaded_by(module: str) -> set[str]:

@@ -7,7 +7,6 @@ ownership of days in the output root) and writes the store partitions and ``_met
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -387,13 +386,7 @@ def write_stream(stream: ParsedStream, out_root: str | os.PathLike, opts: Ingest
         "rows_by_kind": _kind_counts(kind_counts),
     }
     meta.update(stream.extra)
-    all_days = sorted(meta["days"])
-    meta["time_span"] = {
-        "first_day": all_days[0] if all_days else None,
-        "last_day": all_days[-1] if all_days else None,
-        "ts_local_min": min((d["ts_local_min"] for d in meta["days"].values()), default=None),
-        "ts_local_max": max((d["ts_local_max"] for d in meta["days"].values()), default=None),
-    }
+    meta["time_span"] = store.time_span(meta)
     if stream.rows_in != len(c["ts_exch"]) + stream.rows_quarantined:
         raise DataError(
             f"internal: {venue}/{symbol} rows do not reconcile: rows_in={stream.rows_in} != "
