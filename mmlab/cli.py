@@ -317,6 +317,16 @@ def perf_gate_cmd(
         raise typer.Exit(1)
 
 
+def _register_areas() -> None:
+    from mmlab import cli_hpo, cli_live, cli_ml
+
+    for area in (cli_ml, cli_hpo, cli_live):
+        area.register(app)
+
+
+_register_areas()
+
+
 def main() -> None:
     app()
 

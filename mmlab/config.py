@@ -126,12 +126,72 @@ class OutputConfig:
         pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Stage parameters of the shared pipeline, one table per stage (``[pipeline.spread]`` ...)."""
+
+    fetch_md: dict = field(default_factory=dict)
+    spread: dict = field(default_factory=dict)
+    guards: dict = field(default_factory=dict)
+    inventory: dict = field(default_factory=dict)
+    queue_aware: dict = field(default_factory=dict)
+    emit: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllocatorConfig:
+    """Multi-symbol scoreboard and dynamic allocator."""
+
+    enabled: bool = False
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Model scores in the loop (ONNX models of the registry)."""
+
+    id: str | None = None  # model id in the registry, or "active"; None = no model
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutConfig:
+    """Canary rollout of approved signals."""
+
+    mode: str = "disabled"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig:
+    """Live runner settings (venue endpoints, recorder, metrics)."""
+
+    venue: str = "bybit-linear"
+
+    def validate(self) -> None:
+        pass
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "sim": SimConfig,
     "strategy": StrategyConfig,
     "labels": LabelsConfig,
     "output": OutputConfig,
+    "pipeline": PipelineConfig,
+    "allocator": AllocatorConfig,
+    "model": ModelConfig,
+    "rollout": RolloutConfig,
+    "live": LiveConfig,
 }
 
 
@@ -142,6 +202,11 @@ class BacktestConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def to_dict(self) -> dict:
         return {name: _section_dict(getattr(self, name)) for name in SECTIONS}
@@ -151,6 +216,7 @@ class BacktestConfig:
         """Content hash of the resolved config, output location excluded."""
         d = self.to_dict()
         d.pop("output", None)
+        d.pop("live", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_toml(self) -> str:
@@ -273,6 +339,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise ConfigError(f"cannot write {v!r} as TOML")
 
 
