@@ -6,7 +6,9 @@ times, best of ``--repeat``:
 
 - baseline: ``pl.read_parquet(files)`` of the same part files (columns decoded, nothing else);
 - bridge: :func:`mmlab.data.bridge.load_events` (decode + prices to ticks + one ``event_dtype`` array);
-- chunks: :func:`mmlab.data.bridge.iter_event_chunks` (part file by part file).
+- chunks: :func:`mmlab.data.bridge.iter_event_chunks` (part file by part file);
+- replay window: :func:`mmlab.data.bridge.load_replay_window` (BBO-free rows in local and exchange-time order
+  from the cached replay index) against what it replaces (``load_events``, a BBO filter, a stable ts_exch sort).
 
 The ratio bridge/baseline is the bridge's overhead over decoding alone. Goal: >= 50 M rows/s once cached.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mmlab.data import store
-from mmlab.data.bridge import iter_event_chunks, load_events
+from mmlab.data.bridge import iter_event_chunks, load_events, load_replay_window
 from mmlab.types import Kind
 
 VENUE, SYMBOL = "binance-usdm", "BENCHUSDT"
@@ -126,12 +128,25 @@ def main(argv: list[str] | None = None) -> int:
         t_cold, _ = best_of(lambda: load_events(root, VENUE, SYMBOL, cache=False), args.repeat)
         t_br, _ = best_of(lambda: load_events(root, VENUE, SYMBOL), args.repeat)  # event cache built by the warm-up
         t_ch, _ = best_of(lambda: sum(len(c) for c in iter_event_chunks(root, VENUE, SYMBOL)), args.repeat)
+        load_replay_window(root, VENUE, SYMBOL)  # builds the replay index once
+
+        def replay_old():
+            # What a backtest did per window before the replay index: filter BBO rows, then sort by ts_exch.
+            ev_all, _ = load_events(root, VENUE, SYMBOL)
+            local = ev_all[ev_all["kind"] != Kind.BBO]
+            return local, local[np.argsort(local["ts_exch"], kind="stable")]
+
+        t_rw, _ = best_of(lambda: load_replay_window(root, VENUE, SYMBOL), args.repeat)
+        t_ro, _ = best_of(replay_old, args.repeat)
         ev, _ = load_events(root, VENUE, SYMBOL)
         assert len(ev) == n and ev["price_ticks"].min() > 0
         print(f"{'baseline pl.read_parquet':<32} {t_pl:7.3f} s  {n / t_pl / 1e6:7.1f} M rows/s")
         print(f"{'bridge load_events cache=False':<32} {t_cold:7.3f} s  {n / t_cold / 1e6:7.1f} M rows/s  ({t_pl / t_cold:.2f}x baseline speed)")
         print(f"{'bridge load_events':<32} {t_br:7.3f} s  {n / t_br / 1e6:7.1f} M rows/s  ({t_pl / t_br:.2f}x baseline speed)")
         print(f"{'bridge iter_event_chunks':<32} {t_ch:7.3f} s  {n / t_ch / 1e6:7.1f} M rows/s  ({t_pl / t_ch:.2f}x baseline speed)")
+        print(f"{'replay window: load_events + BBO filter + ts_exch sort':<32} {t_ro:7.3f} s  {n / t_ro / 1e6:7.1f} M rows/s")
+        print(f"{'replay window: load_replay_window':<32} {t_rw:7.3f} s  {n / t_rw / 1e6:7.1f} M rows/s  "
+              f"({t_ro / t_rw:.2f}x the filter + sort)")
         goal = 50.0
         print(f"goal >= {goal:.0f} M rows/s: {'met' if n / t_br / 1e6 >= goal else 'NOT met'} by load_events")
     finally:

@@ -7,6 +7,9 @@ capture's density; the default synthetic market has about 1.9 M rows an hour). T
 grid (5 a side every 100 ms) and prints its peak RSS (``resource.getrusage`` ru_maxrss of that process) and
 RSS before the run (imports), twice: with a cold event cache (the store's ``_events_cache`` removed, so the
 run decodes the parquet parts and writes the cache) and warm (the cache files are memory-mapped); split into anonymous and file-backed (mapped event cache) peaks. ``--root`` reuses a generated store.
+Each run also prints where its wall time goes (:class:`StageTimer`): replay windows from the store, the loop,
+the rest of ``simulate``, result frames, labels, summary, decision records and ``write_run``, and the ratio of
+the time outside the loop to the time inside it (goal <= 1).
 
     python benchmarks/bench_day_rss.py [--hours 24] [--density-scale 2.9] [--window-min 60] [--root DIR]
 
@@ -73,6 +76,69 @@ class _RssSampler:
         self._sample()
 
 
+class StageTimer:
+    """Wall time of each step of ``run_backtest`` (+ ``write_run``), measured by wrapping the engine's steps in
+    this process: ``load`` (the bridge's replay windows), ``loop`` (the compiled event loop, from the summary),
+    ``simulate_other`` (binding, pending rows, output collection), ``frames`` (result frames without labels),
+    ``labels`` (fill and order labels), ``summary``, ``decisions`` (decision records and stage latencies),
+    ``write`` (the run directory's files)."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {}
+        self._undo: list = []
+
+    def _wrap(self, mod, name: str, key: str) -> None:
+        fn = getattr(mod, name)
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.t[key] = self.t.get(key, 0.0) + time.perf_counter() - t
+
+        setattr(mod, name, timed)
+        self._undo.append((mod, name, fn))
+
+    def __enter__(self):
+        import mmlab.labels as L
+        from mmlab.data import bridge
+        from mmlab.sim import engine as E
+
+        self._wrap(bridge, "load_replay_window", "load")
+        self._wrap(E, "simulate", "simulate")
+        self._wrap(E, "_build_frames", "frames_all")
+        self._wrap(E, "_order_label_frame", "order_labels")
+        self._wrap(L, "fill_labels", "fill_labels")
+        self._wrap(E, "_summary", "summary")
+        if hasattr(E, "decision_outputs"):
+            self._wrap(E, "decision_outputs", "decisions")
+        self._wrap(E, "write_run", "write")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for mod, name, fn in reversed(self._undo):
+            setattr(mod, name, fn)
+
+    def breakdown(self, loop_s: float, jit_s: float = 0.0) -> dict[str, float]:
+        """Seconds per step; ``outside_loop_s`` sums them all but the loop and the one-time kernel load (``jit``)."""
+        t = self.t
+        labels = t.get("order_labels", 0.0) + t.get("fill_labels", 0.0)
+        out = {"load_s": t.get("load", 0.0), "loop_s": loop_s, "jit_s": jit_s,
+               "simulate_other_s": t.get("simulate", 0.0) - loop_s - jit_s - t.get("load", 0.0),
+               "frames_s": t.get("frames_all", 0.0) - labels, "labels_s": labels, "summary_s": t.get("summary", 0.0),
+               "decisions_s": t.get("decisions", 0.0), "write_s": t.get("write", 0.0)}
+        out["outside_loop_s"] = sum(v for k, v in out.items() if k not in ("loop_s", "jit_s"))
+        return out
+
+
+def format_breakdown(b: dict[str, float]) -> str:
+    """One line: each step's seconds and the ratio of time outside the loop to time inside it."""
+    parts = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in b.items() if k not in ("outside_loop_s",))
+    return (f"{parts}; outside the loop (jit excluded) {b['outside_loop_s']:.2f} s = "
+            f"{b['outside_loop_s'] / b['loop_s']:.2f}x the loop (goal <= 1x)")
+
+
 def child_synth(root: str, hours: float, density_scale: float) -> dict:
     from mmlab.data.synth import DEFAULT_PARAMS, synth
 
@@ -93,16 +159,20 @@ def child_backtest(root: str, window_min: float) -> dict:
                      "max_position": 0.01},
         "sim": {"entry_latency_ms": 10, "response_latency_ms": 10, "maker_fee": -0.00005, "taker_fee": 0.0007},
     })
+    from mmlab.sim import engine as E
+
     rss0 = _peak_rss_bytes()
     t = time.perf_counter()
-    with _RssSampler() as rs:
+    with _RssSampler() as rs, StageTimer() as st:
         res = run_backtest(cfg, window_ns=int(window_min * 60e9))
-    wall = time.perf_counter() - t
+        wall = time.perf_counter() - t
+        with tempfile.TemporaryDirectory(prefix="bench_day_run_") as d:
+            E.write_run(res, d)
     s = res.summary
     return {"events": s["events"], "bbo_skipped": s["events_bbo_skipped"], "n_fills": s["n_fills"],
             "n_decisions": s["n_decisions"], "mids_rows": res.mids.height, "loop_s": s["loop_s"], "wall_s": wall,
             "rss_before": rss0, "peak_rss": _peak_rss_bytes(), "peak_anon": rs.peak["RssAnon"],
-            "peak_file": rs.peak["RssFile"]}
+            "peak_file": rs.peak["RssFile"], "breakdown": st.breakdown(s["loop_s"], s["jit_s"])}
 
 
 def _child(*args: str) -> dict:
@@ -148,6 +218,7 @@ def main() -> None:
                   f"(+{r['bbo_skipped']:,} BBO rows skipped), {r['n_decisions']:,} decisions, {r['n_fills']:,} fills, "
                   f"{r['mids_rows']:,} mid rows; loop {r['loop_s']:.1f} s, run_backtest {r['wall_s']:.1f} s "
                   f"({r['events'] / r['wall_s'] / 1e6:.2f} M events/s end to end)")
+            print(f"  breakdown: {format_breakdown(r['breakdown'])}")
             print(f"peak RSS {r['peak_rss'] / MB:,.0f} MB (before the run {r['rss_before'] / MB:,.0f} MB) = "
                   f"{r['peak_rss'] / BUDGET_BYTES:.3f} of the 4 GB budget")
             print(f"  of which (sampled every 20 ms from /proc/self/status): peak anonymous RSS {r['peak_anon'] / MB:,.0f} MB "

@@ -9,21 +9,22 @@ risk-averse queue, no partial fills) on identical events:
 Events are counted the same way for both: the store rows replayed, BBO rows excluded (they are informational
 and neither engine applies them). Each such row is processed twice by both engines (once on the exchange
 book in exchange-time order, once on the local book in local-time order; hftbacktest's input array holds it
-twice), and counted once. Timings are wall clock (``perf_counter``), best of ``--repeat``, after one warm-up
-run in this process:
+twice), and counted once. The events are converted once to hftbacktest's format and saved as an uncompressed
+``.npz`` (its own converters write compressed ones, slower to load). Timings are wall clock (``perf_counter``),
+best of ``--repeat``, after one warm-up run of each engine in this process (so both read warm caches: mmlab's
+per-part event cache and replay index in the store, numba's disk cache, the OS file cache):
 
-- loop: mmlab's compiled event loop (``simulate``'s ``loop_s``) against hftbacktest's ``elapse`` loop with the
-  grid (one njit function over the whole run);
-- end to end: mmlab's ``simulate`` (exchange-order sort, kernel binding, output collection) against
-  hftbacktest's asset build + run + close, then also with the conversion to its format (which holds the
-  exchange-time sort that mmlab's ``simulate`` does inside).
+- loop: mmlab's compiled event loop (``summary["loop_s"]``) against hftbacktest's ``elapse`` loop with the grid
+  (one njit function over the whole run);
+- end to end: mmlab's ``run_backtest(cfg)`` from the store (replay windows, loop, result frames, labels,
+  summary) against hftbacktest's asset build from its ``.npz`` + run + close (no result frames or labels).
 
 (iii) start-up: each engine runs in a fresh process twice (the second finds warm caches: numba's disk cache,
 the OS file cache); for the second process it prints import time and the first-call overhead (first call on a
 short slice minus a second identical call). hftbacktest's strategy is an ``njit`` function taking its backtest
 object, which numba cannot cache to disk, so it is compiled in every process.
 
-    python benchmarks/bench_vs_hftbacktest.py [--repeat 3] [--hours 6] [--synth-root DIR]
+    python benchmarks/bench_vs_hftbacktest.py [--repeat 3] [--hours 6] [--synth-root DIR] [--real-root DIR]
 """
 
 from __future__ import annotations
@@ -47,19 +48,22 @@ REAL = (REPO / ".." / "shared" / "data" / "real" / "binance_usdm").resolve()
 GOAL_RATIO = 2.0
 
 
-def _cfg(grid_num: int, interval_ms: float):
+def _cfg(grid_num: int, interval_ms: float, root=None, symbol: str = "BTCUSDT"):
     from mmlab.config import load_config
 
-    return load_config({
+    d = {
         "strategy": {"grid_num": grid_num, "interval_ms": interval_ms, "half_spread_ticks": 2, "skew_ticks": 1.0,
                      "order_qty": 0.001, "max_position": 0.01},
         "sim": {"queue_model": "risk_averse", "exchange_model": "no_partial", "latency_model": "constant",
                 "entry_latency_ms": 10, "response_latency_ms": 10, "maker_fee": -0.00005, "taker_fee": 0.0007},
-    })
+    }
+    if root is not None:
+        d["data"] = {"root": str(root), "venue": "binance-usdm", "symbols": [symbol]}
+    return load_config(d)
 
 
 def run_mmlab(cfg, specs, ev) -> tuple[float, float, int]:
-    """(loop s, end-to-end s, fills) of one mmlab run."""
+    """(loop s, simulate s, fills) of one in-memory ``simulate`` (used by the start-up check)."""
     from mmlab.sim.engine import simulate
 
     t = time.perf_counter()
@@ -68,8 +72,18 @@ def run_mmlab(cfg, specs, ev) -> tuple[float, float, int]:
     return raw["loop_s"], wall, len(raw["out"]["fills"])
 
 
+def run_mmlab_store(cfg) -> tuple[float, float, int]:
+    """(loop s, end-to-end s, fills) of one ``run_backtest`` from the store named by ``cfg.data``."""
+    from mmlab.sim.engine import run_backtest
+
+    t = time.perf_counter()
+    res = run_backtest(cfg)
+    wall = time.perf_counter() - t
+    return res.summary["loop_s"], wall, res.summary["n_fills"]
+
+
 def run_hbt(cfg, data, tick, lot) -> tuple[float, float, int]:
-    """(loop s, end-to-end s, fills) of one hftbacktest run on converted ``data``."""
+    """(loop s, end-to-end s, fills) of one hftbacktest run on ``data`` (converted array or ``.npz`` path)."""
     from _hbt_grid import grid_hbt, hbt_backtest
 
     st, sm = cfg.strategy, cfg.sim
@@ -89,41 +103,40 @@ def run_hbt(cfg, data, tick, lot) -> tuple[float, float, int]:
     return t2 - t1, t3 - t0, n_trades
 
 
-def compare(name: str, cfg, ev, info, repeat: int) -> None:
+def compare(name: str, cfg, root: Path, symbol: str, repeat: int) -> dict:
+    """Best-of-``repeat`` loop and end-to-end times of both engines on one store; prints and returns the ratios."""
     from _hbt_grid import to_hftbacktest
 
-    from mmlab.sim.engine import SymbolSpec
+    from mmlab.data.bridge import load_events
     from mmlab.types import Kind
 
-    ev = ev[ev["kind"] != Kind.BBO]
-    n = len(ev)
-    specs = [SymbolSpec(info.symbol, info.tick_size, info.lot_size)]
-    t_conv = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        data = to_hftbacktest(ev, info.tick_size)
-        t_conv = min(t_conv, time.perf_counter() - t)
+    ev, infos = load_events(root, "binance-usdm", [symbol])
+    info = infos[0]
+    n = int((ev["kind"] != Kind.BBO).sum())
+    npz = root / f"{symbol}_hftbacktest.npz"
+    if not npz.exists():
+        np.savez(npz, data=to_hftbacktest(ev, info.tick_size))
+    del ev
     res = {"mmlab": [], "hftbacktest": []}
     for _ in range(repeat + 1):  # the first run of each warms up (JIT, caches) and is not counted
-        res["mmlab"].append(run_mmlab(cfg, specs, ev))
-        res["hftbacktest"].append(run_hbt(cfg, data, info.tick_size, info.lot_size))
-    print(f"{name}: {n:,} events (store rows replayed, BBO excluded; hftbacktest input {len(data):,} rows = "
-          f"each event as exchange + local row), best of {repeat}")
+        res["mmlab"].append(run_mmlab_store(cfg))
+        res["hftbacktest"].append(run_hbt(cfg, str(npz), info.tick_size, info.lot_size))
+    print(f"{name}: {n:,} events (store rows replayed, BBO excluded; hftbacktest input = each event as exchange + "
+          f"local row), best of {repeat} after a warm-up run")
     best = {}
     for eng, runs in res.items():
         runs = runs[1:]
         loop = min(r[0] for r in runs)
         e2e = min(r[1] for r in runs)
         best[eng] = (loop, e2e)
+        what = "run_backtest from the store" if eng == "mmlab" else "from its .npz: build + run + close"
         print(f"  {eng:12s} loop {loop:8.3f} s {n / loop / 1e6:7.2f} M events/s   end to end {e2e:8.3f} s "
-              f"{n / e2e / 1e6:7.2f} M events/s   fills {runs[0][2]}")
+              f"{n / e2e / 1e6:7.2f} M events/s ({what})   fills {runs[0][2]}")
     (lm, em), (lh, eh) = best["mmlab"], best["hftbacktest"]
-    print(f"  ratio mmlab/hftbacktest events/s: loop {lh / lm:.2f}x, end to end {eh / em:.2f}x "
-          f"(goal >= {GOAL_RATIO:g}x: {'met' if lh / lm >= GOAL_RATIO else 'NOT met'} on the loop)")
-    print(f"  conversion to hftbacktest's format (includes its exchange-time sort, which mmlab's end to end does "
-          f"itself): {t_conv:.3f} s; hftbacktest end to end + conversion {eh + t_conv:.3f} s -> ratio "
-          f"{(eh + t_conv) / em:.2f}x")
-    del data
+    ok = lambda r: "met" if r >= GOAL_RATIO else "NOT met"
+    print(f"  ratio mmlab/hftbacktest events/s: loop {lh / lm:.2f}x ({ok(lh / lm)}), end to end {eh / em:.2f}x "
+          f"({ok(eh / em)}); goal >= {GOAL_RATIO:g}x")
+    return {"loop": lh / lm, "end_to_end": eh / em}
 
 
 _STARTUP = r"""
@@ -184,13 +197,11 @@ def main() -> None:
         sys.exit(f"{REAL} is absent: this benchmark replays the shared BTCUSDT capture")
     import hftbacktest
 
-    from mmlab.data.bridge import load_events
     from mmlab.data.ingest import IngestOptions, ingest
     from mmlab.data.synth import synth
 
     print(f"hftbacktest {getattr(hftbacktest, '__version__', '?')}; grid {args.grid_num}/side every "
           f"{args.interval_ms:g} ms, risk_averse, no_partial, constant 10/10 ms latency")
-    cfg = _cfg(args.grid_num, args.interval_ms)
 
     made = []  # temporary stores this run creates (removed at the end)
     real_root = args.real_root or Path(tempfile.mkdtemp(prefix="bench_vs_hbt_real_"))
@@ -198,9 +209,8 @@ def main() -> None:
         made.append(real_root)
     if not (real_root / "binance-usdm" / "BTCUSDT" / "_meta.json").exists():
         ingest([REAL / "usdm_btcusdt_20240808.gz"], "binance-usdm", real_root, IngestOptions())
-    ev, infos = load_events(real_root, "binance-usdm", ["BTCUSDT"])
-    compare("(i) real BTCUSDT 2024-08-08", cfg, ev, infos[0], args.repeat)
-    del ev
+    compare("(i) real BTCUSDT 2024-08-08", _cfg(args.grid_num, args.interval_ms, real_root, "BTCUSDT"), real_root,
+            "BTCUSDT", args.repeat)
 
     synth_root = args.synth_root or Path(tempfile.mkdtemp(prefix="bench_vs_hbt_synth_"))
     if args.synth_root is None:
@@ -209,9 +219,8 @@ def main() -> None:
         t = time.perf_counter()
         synth(synth_root, hours=args.hours, seed=1)
         print(f"(generated {args.hours:g} h synthetic store in {time.perf_counter() - t:.1f} s at {synth_root})")
-    ev, infos = load_events(synth_root, "binance-usdm", ["SYNTHUSDT"])
-    compare(f"(ii) synthetic SYNTHUSDT ({synth_root.name})", cfg, ev, infos[0], args.repeat)
-    del ev
+    compare(f"(ii) synthetic SYNTHUSDT ({synth_root.name})", _cfg(args.grid_num, args.interval_ms, synth_root,
+            "SYNTHUSDT"), synth_root, "SYNTHUSDT", args.repeat)
 
     startup(real_root)
     for d in made:

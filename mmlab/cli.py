@@ -203,51 +203,132 @@ def quickstart(
     _ensure_default_data(root, hours=hours, seed=seed)
     data_ls(root=root, as_json=False)
     data_verify(root=root, venue=None, symbol=None, as_json=False)
-    backtest(config=None, out=out, overrides=[f"data.root={json.dumps(str(root))}"], as_json=False, make_report=True)
+    backtest(config=None, out=out, data=root, venue=None, symbols=[], start=None, end=None, strategy=None, overrides=[],
+             jobs=None, executor="process", scheduler=None, quiet=False, as_json=False, make_report=True)
+
+
+DEFAULT_SYMBOL = "SYNTHUSDT"
 
 
 def _ensure_default_data(root: Path, *, hours: float = 1.0, seed: int = 7) -> None:
     """Generate the seeded synthetic default day (SYNTHUSDT) when the root does not hold it yet."""
     from mmlab.data import store
+    from mmlab.data.synth import synth
 
-    if not any(s == "SYNTHUSDT" for _, s in store.list_symbols(root)):
-        typer.echo(f"generating the synthetic default day into {root} (seed {seed}, {hours} h)")
-        data_synth(out=root, like=None, hours=hours, seed=seed, symbol="SYNTHUSDT", date="2024-01-01")
+    if not any(s == DEFAULT_SYMBOL for _, s in store.list_symbols(root)):
+        typer.echo(f"generating the synthetic default day into {root} (seed {seed}, {hours} h)", err=True)
+        synth(root, like=None, hours=hours, seed=seed, symbol=DEFAULT_SYMBOL, date="2024-01-01")
+
+
+def backtest_overrides(data: Optional[Path] = None, venue: Optional[str] = None, symbols: Optional[List[str]] = None,
+                       start: Optional[str] = None, end: Optional[str] = None, strategy: Optional[str] = None,
+                       overrides: Optional[List[str]] = None) -> list[str]:
+    """``--set`` items of the backtest flags, flags first and the user's ``--set`` items last (they win)."""
+    items = []
+    if data is not None:
+        items.append(f"data.root={json.dumps(str(data))}")
+    if venue:
+        items.append(f"data.venue={json.dumps(venue)}")
+    names = [s.strip() for item in (symbols or []) for s in item.split(",") if s.strip()]
+    if names:
+        items.append(f"data.symbols={json.dumps(names)}")
+    if start:
+        items.append(f"data.start={json.dumps(start)}")
+    if end:
+        items.append(f"data.end={json.dumps(end)}")
+    if strategy:
+        items.append(f"strategy.name={json.dumps(strategy)}")
+    return items + list(overrides or [])
 
 
 @app.command("backtest")
 def backtest(
     config: Optional[Path] = typer.Option(None, "--config", help="Backtest config (TOML); default: the built-in defaults (synthetic SYNTHUSDT day)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory; default: output.dir of the config, else experiments/runs/<run_id>."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Store root (data.root)."),
+    venue: Optional[str] = typer.Option(None, "--venue", help="Venue (data.venue), e.g. binance-usdm."),
+    symbols: List[str] = typer.Option([], "--symbol", help="Symbol (data.symbols); repeatable or a comma list."),
+    start: Optional[str] = typer.Option(None, "--start", help="First local time, ISO-8601 UTC (data.start), e.g. 2024-07-19T00:00:00Z."),
+    end: Optional[str] = typer.Option(None, "--end", help="End of local time, exclusive, ISO-8601 UTC (data.end)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy name (strategy.name)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable; applied after the flags)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Run each (symbol, day) as an independent backtest, N at once, merged into one run directory; default: one continuous run."),
+    executor: str = typer.Option("process", "--executor", help="Where --jobs parts run: process (local processes) or dask."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address for --executor dask, e.g. tcp://host:8786."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (it is also off when stderr is not a terminal)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     make_report: bool = typer.Option(True, "--report/--no-report", help="Build report.html + PNGs in the run directory."),
 ):
-    """Run the event simulator on the configured data and write the run directory (and its report)."""
+    """Run the event simulator on the configured data and write the run directory (and its report).
+
+    Flags override the config file; --set items are applied last.
+    """
+    import sys
+
     from mmlab.config import load_config
-    from mmlab.errors import MmlabError
-    from mmlab.sim.engine import run_backtest, write_run
+    from mmlab.errors import ConfigError, MmlabError
 
     try:
-        cfg = load_config(config, overrides=overrides)
-        if cfg.data.symbols == ("SYNTHUSDT",):
+        cfg = load_config(config, overrides=backtest_overrides(data, venue, symbols, start, end, strategy, overrides))
+        if cfg.data.symbols == (DEFAULT_SYMBOL,) and cfg.data.venue == "binance-usdm":
             _ensure_default_data(Path(cfg.data.root))
-        result = run_backtest(cfg)
-        run_dir = write_run(result, out)
+        if executor not in ("process", "dask"):
+            raise ConfigError(f"--executor must be process or dask, got {executor!r}")
+        show = not quiet and sys.stderr.isatty()
+        if jobs is not None or executor == "dask":
+            from mmlab.sim.parallel import RichProgress, run_parts
+
+            res = run_parts(cfg, jobs=jobs, executor=executor, scheduler=scheduler, out_dir=out,
+                            progress=RichProgress() if show else None)
+            summary, run_dir = res.summary, res.run_dir
+        else:
+            summary, run_dir = _single_run(cfg, out, show)
+        report_path = None
         if make_report:
             from mmlab.analysis.report import build_report
 
             report_path = build_report(run_dir)
     except MmlabError as exc:
         _fail(exc)
-    summary = {k: v for k, v in result.summary.items() if k != "per_symbol"}
-    report_file = str(report_path) if make_report else None
+    hidden = ("per_symbol", "per_day", "parts", "definitions", "stage_latency_ns")
+    report_file = str(report_path) if report_path else None
     if as_json:
-        typer.echo(json.dumps({"run_dir": str(run_dir), "report": report_file, **summary}, indent=2))
-    else:
-        _print_table([{"key": k, "value": v} for k, v in summary.items()], ["key", "value"], title=f"backtest -> {run_dir}")
-        if report_file:
-            typer.echo(f"report: {report_file}")
+        shown = {k: v for k, v in summary.items() if k not in ("per_symbol", "definitions")}
+        typer.echo(json.dumps({"run_dir": str(run_dir), "report": report_file, **shown}, indent=2))
+        return
+    if summary.get("parts"):
+        _print_table(summary["parts"], ["symbol", "day", "events", "n_orders", "n_fills", "fees", "pnl_net",
+                                        "position_final", "wall_s"], title="parts")
+    _print_table([{"key": k, "value": v} for k, v in summary.items() if k not in hidden], ["key", "value"],
+                 title=f"backtest -> {run_dir}")
+    if report_file:
+        typer.echo(f"report: {report_file}")
+
+
+def _single_run(cfg, out: Optional[Path], show: bool) -> tuple[dict, Path]:
+    """One continuous backtest of the whole configured range (state carried across days)."""
+    from mmlab.errors import MmlabError
+    from mmlab.sim.engine import run_backtest, write_run
+    from mmlab.sim.parallel import Part, RichProgress, plan_parts
+
+    sink = None
+    if show:
+        try:
+            est = sum(p.events_est for p in plan_parts(cfg))
+        except MmlabError:
+            est = 0  # run_backtest reports what is wrong with the data
+        part = Part(0, ",".join(cfg.data.symbols), "whole range", cfg.data.start, cfg.data.end, est)
+        sink = RichProgress(title="backtest")
+        sink.planned([part])
+        sink.started(part)
+    try:
+        result = run_backtest(cfg, progress=None if sink is None else (lambda done, total: sink.advanced(part, done, total)))
+        if sink is not None:
+            sink.finished(part, result.summary)
+    finally:
+        if sink is not None:
+            sink.close()
+    return result.summary, write_run(result, out)
 
 
 @app.command("report")

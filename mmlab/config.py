@@ -128,7 +128,11 @@ class OutputConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
-    """Stage parameters of the shared pipeline, one table per stage (``[pipeline.spread]`` ...)."""
+    """Stage parameters of the shared pipeline, one table per stage (``[pipeline.spread]`` ...).
+
+    Keys are those of :mod:`mmlab.pipeline_config` (``make_params``); they apply on top of the strategy preset's
+    defaults and its ``[strategy]`` keys. ``--set pipeline.spread.risk_factor=0.1`` sets one of them.
+    """
 
     fetch_md: dict = field(default_factory=dict)
     spread: dict = field(default_factory=dict)
@@ -136,49 +140,221 @@ class PipelineConfig:
     inventory: dict = field(default_factory=dict)
     queue_aware: dict = field(default_factory=dict)
     emit: dict = field(default_factory=dict)
+    sample_stage_tracing: float = 0.0  # fraction of decision ticks whose stages are timed (0 = none, 1 = all)
+
+    def stage_tables(self) -> dict[str, dict]:
+        """The non-empty stage tables, ``{stage: {key: value}}`` (copies)."""
+        from mmlab.pipeline_config import STAGES
+
+        return {s: dict(getattr(self, s)) for s in STAGES if getattr(self, s)}
 
     def validate(self) -> None:
-        pass
+        # Per-key checks only: cross-key checks (e.g. vol_min_samples <= vol_buffer_size) need the preset's
+        # defaults and run when the strategy builds its pipeline.
+        from mmlab.pipeline_config import STAGES, check_stage_values
+
+        for stage in STAGES:
+            table = getattr(self, stage)
+            _check(isinstance(table, dict), "pipeline", stage, table, f"must be a table ([pipeline.{stage}] key = value)")
+            check_stage_values(stage, table)
+        _check(0.0 <= self.sample_stage_tracing <= 1.0, "pipeline", "sample_stage_tracing", self.sample_stage_tracing,
+               "must be in [0, 1] (fraction of decision ticks timed)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AllocatorConfig:
-    """Multi-symbol scoreboard and dynamic allocator."""
+    """Multi-symbol scoreboard and dynamic allocator (``mmlab.pipeline.allocator``; keys of the seed's
+    ``symbol_scoreboard`` and ``dynamic_allocator`` sections). ``enabled`` runs the strategy through the allocator:
+    per-symbol weights (mean 1.0) become the inventory stage's size multiplier."""
 
     enabled: bool = False
+    rebalance_period_s: float = 30.0  # weights are recomputed at the first decision this long after the last
+    ema_alpha: float = 0.1  # EMA weight of each new observation of a metric
+    min_samples: int = 10  # marked fills before a symbol's score is used (neutral score before)
+    weight_net_bps: float = 0.4  # composite score weights (sum 1)
+    weight_fill_rate: float = 0.2
+    weight_slippage: float = 0.2
+    weight_queue_edge: float = 0.1
+    weight_adverse_penalty: float = 0.1
+    softmax_temperature: float = 1.0  # scores (in [-1, 1]) are divided by this before the softmax
+    min_weight: float = 0.1  # weights of eligible symbols are clamped to [min_weight, max_weight]
+    max_weight: float = 3.0
+    hysteresis_threshold: float = 0.05  # weight changes smaller than this are not applied
+    whitelist: tuple[str, ...] = ()  # empty = every symbol allowed
+    blacklist: tuple[str, ...] = ()  # never quoted (weight 0)
+    auto_blacklist_net_bps: float = -5.0  # weight 0 once the net_bps EMA stays below this ...
+    auto_blacklist_window_min: float = 30.0  # ... for this long
+    auto_blacklist_cooldown_min: float = 0.0  # then out for this long; 0 = for the rest of the run
+    markout_ms: float = 1000.0  # mark-to-market horizon of net_bps and adverse_penalty
+    queue_edge_ms: float = 1000.0  # time in queue at which a maker fill's queue edge falls to 1/e
+    net_bps_scale: float = 5.0  # metric / scale, clipped to [-1, 1], enters the score
+    slippage_bps_scale: float = 5.0
+    adverse_bps_scale: float = 5.0
 
     def validate(self) -> None:
-        pass
+        s = "allocator"
+        for k in ("rebalance_period_s", "softmax_temperature", "markout_ms", "queue_edge_ms", "net_bps_scale",
+                  "slippage_bps_scale", "adverse_bps_scale", "auto_blacklist_window_min"):
+            _check(getattr(self, k) > 0, s, k, getattr(self, k), "must be > 0")
+        _check(0.0 < self.ema_alpha <= 1.0, s, "ema_alpha", self.ema_alpha, "must be in (0, 1]")
+        _check(self.min_samples >= 1, s, "min_samples", self.min_samples, "must be >= 1")
+        weights = ("weight_net_bps", "weight_fill_rate", "weight_slippage", "weight_queue_edge", "weight_adverse_penalty")
+        for k in weights:
+            _check(getattr(self, k) >= 0, s, k, getattr(self, k), "must be >= 0")
+        total = sum(getattr(self, k) for k in weights)
+        _check(abs(total - 1.0) <= 1e-6, s, "weight_*", total, f"must sum to 1 ({' + '.join(weights)}); rescale them")
+        _check(0.0 <= self.min_weight, s, "min_weight", self.min_weight, "must be >= 0")
+        _check(self.max_weight >= max(self.min_weight, 1.0), s, "max_weight", self.max_weight,
+               f"must be >= max(min_weight, 1.0) = {max(self.min_weight, 1.0)}")
+        _check(self.min_weight <= 1.0, s, "min_weight", self.min_weight, "must be <= 1.0 (the neutral weight)")
+        _check(self.hysteresis_threshold >= 0, s, "hysteresis_threshold", self.hysteresis_threshold, "must be >= 0")
+        _check(self.auto_blacklist_cooldown_min >= 0, s, "auto_blacklist_cooldown_min", self.auto_blacklist_cooldown_min,
+               "must be >= 0 (0 = for the rest of the run)")
+        both = sorted(set(self.whitelist) & set(self.blacklist))
+        _check(not both, s, "blacklist", list(self.blacklist), f"names whitelisted symbol(s) {both}; list each in one only")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Model scores in the loop (ONNX models of the registry)."""
 
-    id: str | None = None  # model id in the registry, or "active"; None = no model
+    id: str | None = None  # model id in the registry, "active"/"shadow" (the slot), or a model dir; None = no model
+    shadow_id: str | None = None  # scored alongside and reported (summary.json "model"), never trades
+    registry: str = "models/registry"  # registry directory (manifest.json)
+    features: str = "model"  # feature list source: "model" (model.json) or "sidecar" (dataset.schema.json)
+    scoring: str = "batch"  # "batch" (one onnxruntime call) or "row" (tick by tick, the live path)
+    tau_entry: float | None = None  # override of the model's tau_entry (new quotes need score >= it)
+    tau_hold: float | None = None  # override of the model's tau_hold (working orders need score >= it)
 
     def validate(self) -> None:
-        pass
+        _check(self.features in ("model", "sidecar"), "model", "features", self.features, "must be 'model' or 'sidecar'")
+        _check(self.scoring in ("batch", "row"), "model", "scoring", self.scoring, "must be 'batch' or 'row'")
+        for k in ("tau_entry", "tau_hold"):
+            v = getattr(self, k)
+            _check(v is None or 0.0 <= v <= 1.0, "model", k, v, "must be a probability in [0, 1]")
+        _check(bool(self.registry), "model", "registry", self.registry, "must name the registry directory")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutConfig:
-    """Canary rollout of approved signals."""
+    """Canary rollout of approved signals and its guard rails (``mmlab canary``; :mod:`mmlab.hpo.canary`).
 
-    mode: str = "disabled"
+    In ``canary`` mode a signal (a placed order) goes to the candidate when a hash of (``rng_seed``, symbol,
+    decision time, side, price) falls below ``canary_fraction``; ``full`` routes every signal to the candidate,
+    ``disabled`` none. A rollback (to ``disabled``) fires when any guard rail holds: the canary win rate trails the
+    baseline by more than ``winrate_delta_pp`` once ``min_sample`` canary trades are marked; more than
+    ``parity_fail_max`` parity failures in ``parity_window_s``; PSI > ``psi_block`` or KS > ``ks_block`` of a
+    drift feature over ``drift_window_s``. No mode switch happens within ``cooldown_s`` of the previous one.
+    """
+
+    mode: str = "disabled"  # disabled | canary | full
+    canary_fraction: float = 0.10  # share of approved signals hashed to the candidate in canary mode
+    rng_seed: int = 1337  # seed of the per-signal routing hash
+    winrate_delta_pp: float = 5.0  # rollback when winrate_canary < winrate_baseline - this (percentage points)
+    min_sample: int = 50  # canary trades needed before the win-rate rail applies
+    winrate_horizon_ms: float = 1000.0  # a trade is won when its markout at this horizon is > 0 (a labels horizon)
+    psi_block: float = 0.3  # rollback when PSI of a drift feature exceeds this
+    ks_block: float = 0.2  # rollback when the KS statistic of a drift feature exceeds this
+    drift_features: tuple[str, ...] = ("spread_ticks", "imbalance")  # labels.parquet columns watched for drift
+    drift_window_s: float = 1800.0  # trailing window of canary signals compared with the reference
+    drift_min_sample: int = 200  # canary signals in the window needed before the drift rails apply (PSI of
+    # small samples is noisy: an empty decile bin alone adds ~0.7)
+    parity_fail_max: int = 0  # rollback when parity failures in parity_window_s exceed this
+    parity_window_s: float = 600.0
+    cooldown_s: float = 900.0  # no mode switch within this long of the previous one
+    check_interval_s: float = 60.0  # guard rails are evaluated at this period of local time
+    auto_reenable: bool = False  # after a rollback and its cooldown, resume the canary with fresh samples
+    winrate_target: float = 0.5  # release gate: canary win rate >= this
+    markout_min_bps: float = 0.0  # release gate: canary mean markout (winrate horizon) >= this
+    fill_rate_min: float = 0.25  # release gate: canary fill rate >= this
 
     def validate(self) -> None:
-        pass
+        s = "rollout"
+        modes = ("disabled", "canary", "full")
+        _check(self.mode in modes, s, "mode", self.mode, f"must be one of {modes}")
+        _check(0.0 < self.canary_fraction <= 1.0, s, "canary_fraction", self.canary_fraction,
+               "must be in (0, 1] (e.g. 0.10 = 10% of approved signals)")
+        _check(self.rng_seed >= 0, s, "rng_seed", self.rng_seed, "must be >= 0")
+        _check(0.0 <= self.winrate_delta_pp <= 100.0, s, "winrate_delta_pp", self.winrate_delta_pp,
+               "must be in [0, 100] percentage points")
+        for k in ("min_sample", "drift_min_sample"):
+            _check(getattr(self, k) >= 1, s, k, getattr(self, k), "must be >= 1")
+        _check(self.parity_fail_max >= 0, s, "parity_fail_max", self.parity_fail_max, "must be >= 0")
+        _check(self.psi_block > 0, s, "psi_block", self.psi_block, "must be > 0 (0.3 is the usual drift block)")
+        _check(0.0 < self.ks_block <= 1.0, s, "ks_block", self.ks_block, "must be in (0, 1] (0.2 is the usual drift block)")
+        for k in ("winrate_horizon_ms", "drift_window_s", "parity_window_s", "check_interval_s"):
+            _check(getattr(self, k) > 0, s, k, getattr(self, k), "must be > 0")
+        _check(self.cooldown_s >= 0, s, "cooldown_s", self.cooldown_s, "must be >= 0")
+        _check(len(self.drift_features) > 0, s, "drift_features", self.drift_features,
+               "must name at least one labels.parquet column (e.g. spread_ticks)")
+        for k in ("winrate_target", "fill_rate_min"):
+            _check(0.0 <= getattr(self, k) <= 1.0, s, k, getattr(self, k), "must be a fraction in [0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LiveConfig:
-    """Live runner settings (venue endpoints, recorder, metrics)."""
+    """Live runner settings (``mmlab live --paper``): venue endpoints, guards, resilience, recorder, metrics."""
 
-    venue: str = "bybit-linear"
+    venue: str = "bybit-linear"  # bybit-linear | bybit-spot | binance-usdm
+    symbols: tuple[str, ...] = ()  # empty = data.symbols
+    ws_url: str | None = None  # None = the venue's public endpoint (tests point it at a local server)
+    rest_url: str | None = None  # None = the venue's REST base (instruments-info, depth snapshots)
+    book_depth: int = 50  # Bybit orderbook.{1,50,200,1000}; Binance REST snapshot limit
+    tick_sizes: dict = field(default_factory=dict)  # SYMBOL -> tick size (else from REST instruments-info)
+    lot_sizes: dict = field(default_factory=dict)  # SYMBOL -> lot size
+    warmup_s: float = 90.0  # no quoting for this long after start (warmup_skip_total)
+    stale_ms: float = 5000.0  # no market data for a symbol this long -> HARD guard, cancel all
+    horizon_margin_ms: float = 100.0  # the simulator runs up to now minus this (covers feed latency)
+    step_ms: float = 20.0  # the simulator advances at least this often, data or not
+    ping_interval_s: float = 20.0  # websocket keepalive ({"op":"ping"} on Bybit)
+    backoff_initial_s: float = 0.5  # reconnect delay, doubled per failed attempt up to backoff_max_s
+    backoff_max_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    queue_max: int = 1024  # bounded frame queue (entries); a full queue coalesces (backpressure_total)
+    max_backlog_frames: int = 200_000  # beyond this backlog, book frames are dropped and the books re-synced
+    kill_switch_file: str | None = None  # while this file exists: HARD guard, cancel all
+    metrics_port: int = 0  # Prometheus /metrics port; 0 = off
+    duration_s: float = 0.0  # stop after this long; 0 = until interrupted
+    out_dir: str | None = None  # None = experiments/live/<utc timestamp>
+    # Real mode (mmlab live --real --i-understand-this-trades-real-money): Bybit v5 linear, keys from the environment.
+    real_env: str = "testnet"  # testnet | demo | mainnet (REST and private websocket endpoints)
+    real_rest_url: str | None = None  # None = the real_env's REST base (tests point it at a local venue)
+    real_ws_url: str | None = None  # None = the real_env's private websocket
+    real_max_order_notional: float = 0.0  # quote currency per order; 0 = unset (real mode refuses to start)
+    real_max_position_qty: float = 0.0  # |position + working orders of a side|, base units; 0 = unset
+    real_max_orders_per_s: float = 0.0  # new orders per second; 0 = unset
+    real_recv_window_ms: int = 5000  # X-BAPI-RECV-WINDOW
+    real_reconcile_interval_s: float = 30.0  # open orders + position checked against the venue this often
+    real_reconcile_policy: str = "cancel"  # unknown venue orders: cancel | adopt | report
 
     def validate(self) -> None:
-        pass
+        s = "live"
+        venues = ("bybit-linear", "bybit-spot", "binance-usdm")
+        _check(self.venue in venues, s, "venue", self.venue, f"must be one of {venues}")
+        _check(self.book_depth in (1, 5, 10, 20, 50, 100, 200, 500, 1000), s, "book_depth", self.book_depth,
+               "must be a venue depth (Bybit 1/50/200/1000, Binance 5..1000)")
+        for k in ("warmup_s", "horizon_margin_ms", "duration_s"):
+            _check(getattr(self, k) >= 0, s, k, getattr(self, k), "must be >= 0")
+        for k in ("stale_ms", "step_ms", "ping_interval_s", "backoff_initial_s", "backoff_max_s", "connect_timeout_s"):
+            _check(getattr(self, k) > 0, s, k, getattr(self, k), "must be > 0")
+        _check(self.backoff_max_s >= self.backoff_initial_s, s, "backoff_max_s", self.backoff_max_s,
+               "must be >= backoff_initial_s")
+        _check(self.queue_max >= 1, s, "queue_max", self.queue_max, "must be >= 1")
+        _check(self.max_backlog_frames >= 1, s, "max_backlog_frames", self.max_backlog_frames, "must be >= 1")
+        _check(0 <= self.metrics_port < 65536, s, "metrics_port", self.metrics_port, "must be a port number (0 = off)")
+        for k in ("tick_sizes", "lot_sizes"):
+            v = getattr(self, k)
+            _check(isinstance(v, dict) and all(isinstance(x, (int, float)) and x > 0 for x in v.values()), s, k, v,
+                   "must map SYMBOL = size > 0")
+        _check(self.real_env in ("testnet", "demo", "mainnet"), s, "real_env", self.real_env,
+               "must be one of ('testnet', 'demo', 'mainnet')")
+        for k in ("real_max_order_notional", "real_max_position_qty", "real_max_orders_per_s"):
+            _check(getattr(self, k) >= 0, s, k, getattr(self, k), "must be >= 0 (0 = unset)")
+        _check(self.real_recv_window_ms > 0, s, "real_recv_window_ms", self.real_recv_window_ms, "must be > 0")
+        _check(self.real_reconcile_interval_s > 0, s, "real_reconcile_interval_s", self.real_reconcile_interval_s,
+               "must be > 0")
+        _check(self.real_reconcile_policy in ("cancel", "adopt", "report"), s, "real_reconcile_policy",
+               self.real_reconcile_policy, "must be one of ('cancel', 'adopt', 'report')")
 
 
 SECTIONS: dict[str, type] = {
@@ -309,7 +485,15 @@ def load_config(source: str | os.PathLike | dict | None = None, overrides: list[
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"override {item!r}: {section!r} is not a section")
-        raw[section][key] = value
+        # Nested tables (pipeline.spread.risk_factor): copy each level so the caller's dict is never modified.
+        target = raw[section] = dict(raw[section])
+        *parents, key = key.split(".")
+        for name in parents:
+            sub = target.get(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"override {item!r}: {section}.{name} is not a table")
+            target[name] = target = dict(sub)
+        target[key] = value
     built = {}
     for section, values in raw.items():
         if section not in SECTIONS:

@@ -68,8 +68,10 @@ __all__ = [
     "STAGES",
     "DecideBuffers",
     "Pipeline",
+    "check_stage_values",
     "counters",
     "grid_pipeline",
+    "grid_stage_tables",
     "make_decide_input",
     "make_md_status",
     "make_params",
@@ -116,6 +118,7 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "stale_widen_mult": (1.5, "ge", 1.0),
         "score_skew_ticks": (0.0, "finite", None),
         "score_widen": (0.0, "ge", 0.0),
+        "imbalance_skew_ticks": (0.0, "finite", None),
         "vol_sample_ms": (100.0, "ge", 0.0),
         "vol_buffer_size": (200, "int_range", (2, VOL_BUFFER_MAX)),
         "vol_min_samples": (20, "int_ge", 2),
@@ -273,6 +276,14 @@ def _resolve(stage: str, values: dict[str, Any] | None) -> dict[str, Any]:
         value = values.get(key, default)
         out[key] = None if value is None else _coerce(stage, key, value, kind, arg)
     return out
+
+
+def check_stage_values(stage: str, values: dict[str, Any]) -> None:
+    """Check a stage table's keys (nearest-key error) and each value's type and range (``ConfigError``).
+
+    >>> check_stage_values("spread", {"risk_factor": 0.1, "model": "glft"})
+    """
+    _resolve(stage, values)
 
 
 def make_params(stage: str, **values: Any) -> np.ndarray:
@@ -464,7 +475,22 @@ def grid_pipeline(
     if unknown:
         raise ConfigError(f"unknown grid key(s) {sorted(unknown)}; valid: half_spread_ticks, skew_ticks, order_qty, "
                           "max_position, grid_num, grid_interval_ticks")
-    return make_pipeline(
+    tables = grid_stage_tables(half_spread_ticks=half_spread_ticks, skew_ticks=skew_ticks, order_qty=order_qty,
+                               max_position=max_position, grid_num=grid_num, grid_interval_ticks=grid_interval_ticks)
+    return make_pipeline(**tables, n_symbols=n_symbols)
+
+
+def grid_stage_tables(
+    *,
+    half_spread_ticks: float = 2.0,
+    skew_ticks: float = 0.0,
+    order_qty: float = 0.001,
+    max_position: float = 0.01,
+    grid_num: int = 5,
+    grid_interval_ticks: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """The stage tables (``make_pipeline`` keyword dicts) of :func:`grid_pipeline`."""
+    return dict(
         fetch_md=dict(ttl_ms=INF, fresh_ms_for_pricing=INF, stale_ok=True, skip_pricing_on_stale=False,
                       depth_levels=0, reject_crossed=False, seq_check="none"),
         spread=dict(model="fixed", fair="mid", half_spread_ticks=half_spread_ticks, min_half_spread_ticks=0.0,
@@ -479,7 +505,6 @@ def grid_pipeline(
         emit=dict(price_tol_ticks=0, qty_tol_frac=INF, use_modify=False, max_actions_per_s=INF, post_only=False,
                   maker_only=False, reduce_only=False, tif="gtx", min_order_age_ms=0.0, cancel_on_halt=True,
                   cancel_on_skip=True, id_from_price=True),
-        n_symbols=n_symbols,
     )
 
 

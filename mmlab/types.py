@@ -233,6 +233,7 @@ class InventoryReason(IntEnum):
     MAX_LONG = 4  # position >= max_position: no bids
     MAX_SHORT = 5  # position <= -max_position: no asks
     GUARD_SIDE = 6  # a side blocked by a SIDE guard
+    SIZE_ZERO = 7  # size multiplier 0 (the allocator took the symbol out): no quotes
 
 
 class QueueReason(IntEnum):
@@ -445,6 +446,7 @@ spread_params_dtype = np.dtype(
         ("stale_widen_mult", np.float64),  # pricing view stale (WIDEN): half spread multiplier
         ("score_skew_ticks", np.float64),  # fair shift per unit of model score (NaN score = none)
         ("score_widen", np.float64),  # half spread * (1 + score_widen * |score|)
+        ("imbalance_skew_ticks", np.float64),  # fair shift per unit of book imbalance (imbalance_levels deep)
         ("vol_sample_ms", np.float64),  # min interval between mid samples of the volatility buffer
         ("vol_buffer_size", np.int64),  # mid samples kept (<= VOL_BUFFER_MAX)
         ("vol_min_samples", np.int64),  # samples needed before sigma is reported
@@ -762,6 +764,18 @@ class LoopStatus(IntEnum):
     RESPONSE_QUEUE_FULL = 3  # broken capacity invariant: the exchange -> local queue overflowed
 
 
+class LiveGate(IntEnum):
+    """Why the live runner holds a symbol's quoting (HARD: no quotes, working orders canceled); the gated
+    decision returns ``-gate`` as its reason code."""
+
+    OPEN = 0  # quoting allowed: the strategy decides
+    WARMUP = 1  # warm-up period after start (warmup_skip_total)
+    STALE = 2  # no market data for longer than live.stale_ms
+    BOOK_INVALID = 3  # sequence gap, reconnect or no snapshot yet: waiting for a fresh snapshot
+    KILL_SWITCH = 4  # the kill-switch file exists
+    SHUTDOWN = 5  # graceful shutdown: cancel everything
+
+
 #: One order action written by a strategy: the pipeline's ``action_dtype`` plus the order type.
 sim_action_dtype = np.dtype(
     [
@@ -851,6 +865,11 @@ msg_dtype = np.dtype(
         ("status", np.int8),  # response: exchange OrderStatus after the event
         ("reason", np.int8),  # RejectReason
         ("maker", np.bool_),
+        # Fill reports only: the rest of the fill row (fill_dtype), for the strategy's on_fill hook
+        ("fill_queue_ahead_qty", np.float64),
+        ("fill_time_in_queue_ns", np.int64),
+        ("fill_mid_ticks", np.float64),  # exchange mid at the fill
+        ("fill_position_after", np.float64),  # exchange-side position after the fill
     ],
     align=True,
 )
@@ -937,6 +956,44 @@ mid_row_dtype = np.dtype(
     align=True,
 )
 
+class HookEvents(IntEnum):
+    """Bit flags: which local market events a strategy's on_event hook receives (``StrategySpec.on_event_mask``)."""
+
+    BOOK_ROWS = 1  # every DEPTH / SNAPSHOT / CLEAR row
+    BOOK_MESSAGES = 2  # only the last row (batch_end) of each book message: the book is consistent there
+    TRADES = 4  # every TRADE row
+    ALL = 5  # every row (BOOK_ROWS | TRADES)
+
+
+#: Stage timers a strategy may report per decision (``decision_row_dtype.stage_ns``).
+STAGE_TIMERS_MAX = 8
+
+#: One decision tick of one symbol (decisions.parquet): its desired quotes and emitted actions follow in the
+#: decision quote / action buffers, ``n_quotes`` / ``n_actions`` rows each, in the order of these rows.
+decision_row_dtype = np.dtype(
+    [
+        ("ts_local", np.int64),  # decision time, ns
+        ("symbol_id", np.int64),
+        ("n_quotes", np.int64),  # desired quotes of this decision (rows of the quote buffer)
+        ("n_actions", np.int64),  # actions emitted (rows of the action buffer)
+        ("reason", np.int64),  # strategy reason code (the pipeline packs its stage reasons: pack_reasons_nb)
+        ("tick_ns", np.int64),  # wall time of the tick for this symbol (decide + actions), ns; -1 = not timed
+        ("stage_ns", np.int64, (STAGE_TIMERS_MAX,)),  # the strategy's stage timers, ns; -1 = not timed
+    ],
+    align=True,
+)
+
+#: One desired quote of a decision (compact ``quote_dtype``).
+decision_quote_dtype = np.dtype(
+    [
+        ("price_ticks", np.int64),
+        ("qty", np.float64),  # base units
+        ("level", np.int16),  # ladder index, 0 = nearest the touch
+        ("side", np.int8),  # Side.BID / Side.ASK
+    ],
+    align=True,
+)
+
 #: Static simulator parameters (one record).
 sim_params_dtype = np.dtype(
     [
@@ -955,6 +1012,12 @@ sim_params_dtype = np.dtype(
         ("n_symbols", np.int64),
         ("max_sweep_ticks", np.int64),  # market orders sweep at most this many ticks from the best
         ("shock_duration_ns", np.float64),  # random: mean (exponential) length of a latency shock episode
+        ("has_on_event", np.bool_),  # the strategy has an on_event hook (else the loop makes no call)
+        ("has_on_fill", np.bool_),  # the strategy has an on_fill hook
+        ("on_event_mask", np.int64),  # HookEvents bits: the events on_event receives
+        ("n_stage_timers", np.int64),  # stage timers the strategy writes to its state row (0 = none)
+        ("trace_fraction", np.float64),  # fraction of decision ticks timed (pipeline.sample_stage_tracing)
+        ("ns_per_cycle", np.float64),  # calibration of the cycle counter (mmlab.sim.clock_nb)
     ],
     align=True,
 )
@@ -1016,6 +1079,10 @@ run_state_dtype = np.dtype(
         ("n_requests", np.int64),  # requests of any kind sent
         ("n_local_rejects", np.int64),  # actions refused before leaving the strategy
         ("shock_until_ns", np.int64),  # latency RANDOM model: end of the current shock episode (0 = none yet)
+        ("n_decision_rows", np.int64),  # rows written to the decision buffers since the last flush
+        ("n_decision_quote_rows", np.int64),
+        ("n_decision_action_rows", np.int64),
+        ("n_timed_ticks", np.int64),  # decision ticks timed (run total)
     ],
     align=True,
 )
@@ -1046,6 +1113,11 @@ sym_state_dtype = np.dtype(
         ("max_sell_tick", np.int64),
         ("n_local", np.int64),  # active orders in the local view (entries of local_list)
         ("n_consumed", np.int64),  # entries of the consumed-liquidity table
+        # Parameter batches: a row is an instance (parameter set, symbol) sharing its symbol's book pair.
+        ("book_id", np.int64),  # symbol (exchange book index) of the instance; local book = n_symbols + book_id
+        ("group", np.int64),  # parameter set of the instance (index of its run_state record)
+        ("last_msg_ts", np.int64),  # time of the instance's last processed request or report
+        ("done", np.bool_),  # its parameter set has finished (no decisions after the end of the data)
     ],
     align=True,
 )
@@ -1120,6 +1192,276 @@ script_row_dtype = np.dtype(
         ("side", np.int8),  # Side.BID / Side.ASK
         ("tif", np.int8),  # TimeInForce
         ("order_type", np.int8),  # OrderType
+    ],
+    align=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-symbol scoreboard and dynamic allocator (mmlab.pipeline.allocator). The scoreboard keeps per-symbol EMAs
+# of what fills earned; the allocator turns them into per-symbol weights (1.0 = neutral) used as the inventory
+# stage's size multiplier (``decide_input_dtype.size_mult``).
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Fills per symbol awaiting their mark-to-market horizon (when full, the oldest is marked early and counted).
+SCOREBOARD_PENDING_MAX = 256
+#: Rebalance rows kept per symbol (a ring: once full the oldest rows are overwritten and counted).
+ALLOC_HIST_MAX = 8192
+
+
+class ScoreMetric(IntEnum):
+    """Scoreboard metrics, in the order of ``allocator_params_dtype.metric_weights``."""
+
+    NET_BPS = 0  # markout at markout_ms net of fees, bps of the fill price (higher is better)
+    FILL_RATE = 1  # fills / orders placed per rebalance period, in [0, 1] (higher is better)
+    SLIPPAGE_BPS = 2  # side * (price - mid at send) / mid at send, bps (lower is better)
+    QUEUE_EDGE = 3  # exp(-time in queue / queue_edge_ms) of maker fills, 0 for taker fills (higher is better)
+    ADVERSE_PENALTY = 4  # mid move against the fill from the fill to markout_ms later, bps, >= 0 (lower is better)
+
+
+class AllocListing(IntEnum):
+    """Static listing of a symbol by the allocator's whitelist / blacklist."""
+
+    ALLOWED = 0  # no list excludes it
+    BLACKLISTED = 1  # named in blacklist
+    NOT_WHITELISTED = 2  # a whitelist is set and does not name it
+
+
+class AllocReason(IntEnum):
+    """Reason code of one symbol's weight at a rebalance (highest precedence first)."""
+
+    OK = 0  # weight = softmax of the composite score (mean 1.0 over eligible symbols)
+    BLACKLISTED = 1  # named in blacklist: weight 0, no quotes
+    NOT_WHITELISTED = 2  # a whitelist is set and does not name the symbol: weight 0, no quotes
+    AUTO_BLACKLISTED = 3  # net_bps EMA below auto_blacklist_net_bps for auto_blacklist_window_min: weight 0
+    HYSTERESIS = 4  # the new weight is within hysteresis_threshold of the current one: current weight kept
+    WARMING = 5  # fewer than min_samples marked fills: neutral score 0 used
+    MAX_WEIGHT = 6  # softmax weight capped at max_weight
+    MIN_WEIGHT = 7  # softmax weight raised to min_weight
+
+
+#: Allocator parameters (one record per run; ``mmlab.allocator_config`` builds it from ``[allocator]``).
+allocator_params_dtype = np.dtype(
+    [
+        ("metric_weights", np.float64, (5,)),  # composite weights, indexed by ScoreMetric (sum 1)
+        ("ema_alpha", np.float64),  # EMA weight of each new observation
+        ("softmax_temperature", np.float64),  # scores are divided by this before the softmax
+        ("min_weight", np.float64),  # eligible symbols' weights are clamped to [min_weight, max_weight]
+        ("max_weight", np.float64),
+        ("hysteresis_threshold", np.float64),  # weight changes smaller than this are not applied
+        ("net_bps_scale", np.float64),  # net_bps / scale, clipped to [-1, 1], enters the score
+        ("slippage_bps_scale", np.float64),
+        ("adverse_bps_scale", np.float64),
+        ("auto_blacklist_net_bps", np.float64),  # auto-blacklist bound on the net_bps EMA
+        ("rebalance_period_ns", np.int64),
+        ("markout_ns", np.int64),  # mark-to-market horizon of net_bps and adverse_penalty
+        ("queue_edge_ns", np.int64),  # time in queue where queue_edge falls to 1/e
+        ("auto_blacklist_window_ns", np.int64),  # net_bps must stay below the bound this long
+        ("auto_blacklist_cooldown_ns", np.int64),  # then the symbol is out this long (0 = rest of the run)
+        ("min_samples", np.int64),  # marked fills before a symbol's score is used (else WARMING)
+        ("enabled", np.bool_),  # False: weights stay 1.0 (the scoreboard still learns)
+    ],
+    align=True,
+)
+
+#: Run-wide allocator state (one record).
+allocator_state_dtype = np.dtype(
+    [
+        ("next_rebalance_ns", np.int64),  # -1 before the first decision
+        ("last_rebalance_ns", np.int64),  # -1 before the first rebalance
+        ("n_rebalances", np.int64),
+        ("n_active", np.int64),  # symbols with weight > 0 after the last rebalance
+        ("n_blacklisted", np.int64),  # symbols at weight 0 after the last rebalance (any listing)
+        ("n_auto_blacklisted", np.int64),  # auto-blacklist trips (cumulative)
+        ("n_hysteresis", np.int64),  # weights held by hysteresis (cumulative)
+    ],
+    align=True,
+)
+
+#: One fill awaiting its mark (scoreboard ring).
+score_pending_dtype = np.dtype(
+    [
+        ("due_ns", np.int64),  # local time at which the fill is marked
+        ("price_ticks", np.float64),  # fill price
+        ("mid_ticks", np.float64),  # mid at the fill (the fill record's, else the local mid at the report)
+        ("fee_bps", np.float64),  # fee / notional, bps (negative = rebate)
+        ("side", np.int8),  # Side.BID (buy) / Side.ASK (sell)
+    ],
+    align=True,
+)
+
+#: Per-symbol scoreboard: EMAs of the ScoreMetric values and what feeds them.
+scoreboard_dtype = np.dtype(
+    [
+        ("net_bps", np.float64),  # EMAs; 0.0 before the first observation
+        ("fill_rate", np.float64),
+        ("slippage_bps", np.float64),
+        ("queue_edge_score", np.float64),
+        ("adverse_penalty", np.float64),
+        ("score", np.float64),  # last composite score (rebalance)
+        ("mid_ticks", np.float64),  # last local mid seen, NaN before
+        ("tick_size", np.float64),  # quote currency per tick (fee bps of fills)
+        ("contract_size", np.float64),
+        ("inverse", np.bool_),  # inverse contract: notional in base = qty * contract_size / price
+        ("n_fills", np.int64),  # fills seen (cumulative)
+        ("n_marked", np.int64),  # fills marked to market (samples of net_bps / adverse_penalty)
+        ("n_forced_marks", np.int64),  # fills marked early because the pending ring was full
+        ("n_slip", np.int64),  # samples of slippage_bps
+        ("n_queue", np.int64),  # samples of queue_edge_score
+        ("n_fill_rate", np.int64),  # samples of fill_rate (rebalance periods with placed orders)
+        ("period_places", np.int64),  # orders placed since the last rebalance
+        ("period_fills", np.int64),  # fills since the last rebalance
+        ("below_since_ns", np.int64),  # first mark of the current run of net_bps below the bound; -1 = none
+        ("last_mark_ns", np.int64),
+        ("pend_head", np.int64),  # ring of pending fills: oldest at pend_head, pend_count entries
+        ("pend_count", np.int64),
+        ("pending", score_pending_dtype, (SCOREBOARD_PENDING_MAX,)),
+    ],
+    align=True,
+)
+
+#: One rebalance of one symbol (the allocation frame of a run).
+alloc_hist_dtype = np.dtype(
+    [
+        ("ts_local_ns", np.int64),
+        ("weight", np.float64),
+        ("score", np.float64),
+        ("net_bps", np.float64),
+        ("fill_rate", np.float64),
+        ("slippage_bps", np.float64),
+        ("queue_edge_score", np.float64),
+        ("adverse_penalty", np.float64),
+        ("n_marked", np.int64),
+        ("reason", np.int8),  # AllocReason
+    ],
+    align=True,
+)
+
+#: Per-symbol allocation: the current weight / size multiplier and the rebalance history.
+alloc_symbol_dtype = np.dtype(
+    [
+        ("weight", np.float64),  # 1.0 = neutral; 0.0 = no quotes
+        ("size_mult", np.float64),  # what the inventory stage receives (= weight)
+        ("auto_until_ns", np.int64),  # auto-blacklisted until this local time; -1 = not; INT64 max = rest of run
+        ("hist_head", np.int64),  # next row of the history ring
+        ("hist_count", np.int64),  # rows written (cumulative; > ALLOC_HIST_MAX means overwritten)
+        ("listing", np.int8),  # AllocListing
+        ("reason", np.int8),  # AllocReason of the last rebalance
+        ("hist", alloc_hist_dtype, (ALLOC_HIST_MAX,)),
+    ],
+    align=True,
+)
+
+#: Params of the allocated multi-symbol strategy (``mmlab.sim.allocated_strategy``), one record per symbol:
+#: the symbol's pipeline record, scoreboard and allocation; run-wide allocator params/state live in record 0.
+allocated_params_dtype = np.dtype(
+    [
+        ("pipe", pipeline_dtype),
+        ("board", scoreboard_dtype),
+        ("alloc", alloc_symbol_dtype),
+        ("aparams", allocator_params_dtype),
+        ("astate", allocator_state_dtype),
+    ],
+    align=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Feature collectors (mmlab.features.collectors): per-symbol causal metrics shared by backtest, datasets and live.
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Samples held by a collector's rolling windows (mid samples for returns/volatility, latency samples).
+COLLECTOR_RING_MAX = 1024
+#: Fills waiting for their adverse-move horizon to pass.
+COLLECTOR_PENDING_MAX = 64
+#: Book depths of the imbalance features (``depth_levels``).
+COLLECTOR_DEPTHS = 3
+
+#: Params of one symbol's feature collector.
+collector_params_dtype = np.dtype(
+    [
+        ("alpha", np.float64),  # EMA weight of a new sample, (0, 1]
+        ("window_n", np.int64),  # samples of the rolling latency window (<= COLLECTOR_RING_MAX)
+        ("ret_short_ns", np.int64),  # mid return window, short (default 1 s)
+        ("ret_long_ns", np.int64),  # mid return window, long (default 5 s)
+        ("vol_window_ns", np.int64),  # window of the realized volatility of per-sample returns (default 5 s)
+        ("flow_halflife_ns", np.int64),  # half-life of the per-side traded quantity rates (trade flow)
+        ("absorb_halflife_ns", np.int64),  # half-life of the traded quantity rate (queue absorption)
+        ("adverse_horizon_ns", np.int64),  # adverse move of a fill: worst mid within this time after it
+        ("latency_quantile", np.float64),  # quantile of the latency window (0.95 = p95, nearest rank)
+        ("pnl_target_bps", np.float64),  # pnl_dev = PnL per traded notional (bps) - this target
+        ("depth_levels", np.int64, (COLLECTOR_DEPTHS,)),  # book levels of the imbalance features (1, 5, 10)
+    ],
+    align=True,
+)
+
+#: State of one symbol's feature collector. EMAs and last values are NaN until their first sample.
+collector_state_dtype = np.dtype(
+    [
+        # The ten smoothed metrics of the seed (EMA with weight alpha per sample).
+        ("vol_realized_bps", np.float64),  # EMA of vol_bps
+        ("liq_top_depth_qty", np.float64),  # EMA of best bid qty + best ask qty (base units)
+        ("latency_p95_ms", np.float64),  # EMA of the latency window's quantile, ms
+        ("pnl_dev_bps", np.float64),  # EMA of (PnL per traded notional - target), bps
+        ("fill_rate", np.float64),  # EMA of fills per decision / EMA of orders placed per decision
+        ("taker_share", np.float64),  # EMA over fills of 1 (taker) / 0 (maker)
+        ("queue_absorb_rate_qty_s", np.float64),  # decayed traded quantity rate, qty per second
+        ("queue_eta_ms", np.float64),  # EMA of queue ahead / absorption rate at decisions, ms
+        ("slippage_bps", np.float64),  # EMA over fills of side * (price - mid at send) / mid at send
+        ("adverse_move_bps", np.float64),  # EMA over fills of the worst mid move against them within the horizon
+        # Last (unsmoothed) values of the book and return features.
+        ("mid", np.float64),  # last mid sample (caller's price unit; ticks from the book update)
+        ("spread_ticks", np.float64),
+        ("bid_qty", np.float64),  # quantity at the best bid
+        ("ask_qty", np.float64),
+        ("imbalance", np.float64, (COLLECTOR_DEPTHS,)),  # (bid - ask) / (bid + ask) over depth_levels[k] levels
+        ("microprice_offset_ticks", np.float64),  # micro price - mid (level-1 imbalance weighting), ticks
+        ("trade_flow_qty_s", np.float64),  # buyer minus seller aggressor quantity rate, qty per second
+        ("trade_flow_imbalance", np.float64),  # (buy - sell) / (buy + sell) of the decayed rates
+        ("ret_bps_short", np.float64),  # mid / mid at or before now - ret_short_ns - 1, bps
+        ("ret_bps_long", np.float64),
+        ("vol_bps", np.float64),  # std (ddof 1) of per-sample log returns (bps) within vol_window_ns
+        ("latency_q_ms", np.float64),  # last quantile of the latency window, ms
+        # Counters.
+        ("fills_total", np.int64),
+        ("fills_maker", np.int64),
+        ("fills_taker", np.int64),
+        ("quotes_total", np.int64),  # orders placed, summed over decisions
+        ("decisions", np.int64),
+        ("trades", np.int64),
+        ("mid_samples", np.int64),
+        ("window_overflows", np.int64),  # windows wider than the ring (value computed on the held samples)
+        ("pending_dropped", np.int64),  # fills whose adverse move was finalized early (pending ring full)
+        # Accumulators.
+        ("fills_since_decision", np.int64),
+        ("ema_fills", np.float64),
+        ("ema_quotes", np.float64),
+        ("equity0", np.float64),  # equity at the first decision with one
+        ("buy_rate", np.float64),  # decayed buyer-aggressor quantity rate at rate_ts
+        ("sell_rate", np.float64),
+        ("absorb_rate", np.float64),  # decayed traded quantity rate at rate_ts
+        ("rate_ts", np.int64),  # local time the rates are stated at; -1 before the first trade
+        # Ring of mid samples: time, mid, log return from the previous sample (bps).
+        ("mid_ts", np.int64, (COLLECTOR_RING_MAX,)),
+        ("mid_val", np.float64, (COLLECTOR_RING_MAX,)),
+        ("mid_ret", np.float64, (COLLECTOR_RING_MAX,)),
+        ("mid_head", np.int64),
+        ("mid_count", np.int64),
+        ("evicted_ts", np.int64),  # the newest sample pushed out of the ring (-1 = none yet)
+        ("evicted_mid", np.float64),
+        ("last_ts", np.int64),  # time of the last mid sample, -1 before the first
+        # Ring of latency samples (ms) and a scratch copy for the quantile.
+        ("lat_ms", np.float64, (COLLECTOR_RING_MAX,)),
+        ("lat_sorted", np.float64, (COLLECTOR_RING_MAX,)),
+        ("lat_head", np.int64),
+        ("lat_count", np.int64),
+        # Fills waiting for their adverse-move horizon (FIFO ring).
+        ("pend_due_ns", np.int64, (COLLECTOR_PENDING_MAX,)),
+        ("pend_side", np.int64, (COLLECTOR_PENDING_MAX,)),
+        ("pend_price", np.float64, (COLLECTOR_PENDING_MAX,)),
+        ("pend_worst_bps", np.float64, (COLLECTOR_PENDING_MAX,)),
+        ("pend_head", np.int64),
+        ("pend_count", np.int64),
     ],
     align=True,
 )

@@ -7,7 +7,8 @@ PosixPath('experiments/runs/demo/report.html')
 Charts (each skipped, with a note in the report, when the columns it needs are absent): equity with the pnl
 decomposition (:func:`mmlab.analysis.metrics.pnl_decomposition`), inventory, quotes vs mid with fills (the
 busiest window when the run is long), markout curves by side, queue-ETA histogram, fill rate by distance from
-the mid, guard-reason counts, per-stage latency histograms.
+the mid, guard-reason counts, per-stage latency histograms ("not recorded" when the run timed no stage). A run
+merged from parts (``mmlab backtest --jobs N``) also gets per-day and per-part tables.
 
 Files are a pure function of the run directory and the matplotlib version: figures are drawn on
 ``matplotlib.figure.Figure`` objects (Agg, no display, no pyplot state), PNGs carry no software/date metadata,
@@ -419,18 +420,23 @@ def chart_stage_latency(run: M.RunData) -> Chart:
     cols = []
     src = None
     for name in ("state", "decisions"):
-        cols = M.stage_timing_columns(run.frame(name))
+        df = run.frame(name)
+        # Timing columns exist on every decision row but hold values only on timed ticks.
+        cols = [(stage, col) for stage, col in M.stage_timing_columns(df) if _has_positive(df[col])]
         if cols:
             src = name
             break
     if not cols:
-        c.note = ("no per-tick stage timing columns (stage_<name>_ns, tick_total_ns) in state/decisions.parquet"
+        c.note = ("stage latency not recorded: no per-tick stage timings (stage_<name>_ns, tick_total_ns) in "
+                  "state/decisions.parquet (set pipeline.sample_stage_tracing > 0 with a pipeline strategy)"
                   + ("; percentiles from summary.json stage_latency_ns above" if summ else ""))
         return c
     df = run.frame(src)
     c.caption = f"source: {src}.parquet, ns per decision tick (sampled ticks only)"
 
     def plot():
+        from matplotlib.ticker import NullFormatter
+
         n = len(cols)
         ncol = min(n, 4)
         nrow = (n + ncol - 1) // ncol
@@ -442,6 +448,7 @@ def chart_stage_latency(run: M.RunData) -> Chart:
             if len(v):
                 ax.hist(v, bins=np.geomspace(v.min(), max(v.max(), v.min() * 1.01), 30), color="#17becf")
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.axvline(np.percentile(v, 95), color="black", lw=0.8, ls="--")
             ax.set_title(f"{stage} (p95 dashed)", fontsize=8)
             ax.set_xlabel("ns")
@@ -449,6 +456,11 @@ def chart_stage_latency(run: M.RunData) -> Chart:
 
     c.png = png_bytes(draw(plot))
     return c
+
+
+def _has_positive(col) -> bool:
+    v = col.to_numpy().astype(np.float64)
+    return bool((np.isfinite(v) & (v > 0)).any())
 
 
 CHARTS: tuple[tuple[str, Callable], ...] = (
@@ -509,6 +521,28 @@ def summary_rows(summary: dict) -> tuple[list[dict], list[dict]]:
     return top, per
 
 
+#: Columns of the parts table of a merged run (``mmlab backtest --jobs N``).
+PART_COLUMNS = ("symbol", "day", "start", "end", "events", "n_orders", "n_fills", "volume_qty", "fees", "pnl_net",
+                "position_final", "dir")
+
+
+def parts_section(summary: dict) -> list[str]:
+    """HTML of the per-day and per-part tables of a merged run's summary (nothing for a single run)."""
+    parts = summary.get("parts")
+    if not isinstance(parts, list) or not parts:
+        return []
+    out = ['<section id="parts"><h2>Parts (independent backtests per symbol and day)</h2>',
+           "<p>each part starts flat; its final position is marked at its final exchange mid (pnl_net); "
+           "the equity curve carries each symbol's pnl from one day to the next</p>"]
+    per_day = summary.get("per_day")
+    if isinstance(per_day, dict) and per_day:
+        rows = [{"day": d, **v} for d, v in sorted(per_day.items()) if isinstance(v, dict)]
+        out.append(html_table(rows, ["day", "events", "n_fills", "volume_qty", "fees", "pnl_net"]))
+    out.append(html_table(parts, [c for c in PART_COLUMNS if any(c in r for r in parts)]))
+    out.append("</section>")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- public API
 
 
@@ -541,6 +575,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
             (out / f"{c.key}.png").write_bytes(c.png)
     top, per = summary_rows(run.summary)
     nav = " | ".join(f'<a href="#{c.key}">{html.escape(c.title)}</a>' for c in charts)
+    if run.summary.get("parts"):
+        nav = '<a href="#parts">Parts</a> | ' + nav
     body = [
         f"<h1>Backtest report: {html.escape(run.name)}</h1>",
         (f"<p>run directory <code>{html.escape(str(run.path))}</code>; config id "
@@ -553,6 +589,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         cols = ["symbol"] + sorted({k for r in per for k in r if k != "symbol"})
         body.append(html_table(per, cols))
     body.append("</section>")
+    body.extend(parts_section(run.summary))
     body.extend(chart_section(c) for c in charts)
     notes = list(run.notes) + [f"{c.title}: {c.note}" for c in charts if c.note]
     body.append('<section id="notes"><h2>Notes</h2>'

@@ -2,6 +2,10 @@
 
 Prices become integer ticks (``round(price / tick_size)``), times stay int64 ns. Several symbols are merged by
 ``ts_local`` (stable, so each stream keeps its message order) and tagged with ``symbol_id``.
+
+Each part file's converted event array is cached once in ``<symbol>/_events_cache/`` (``load_events``), and
+beside it the part's replay index (``load_replay_window``): which rows the simulator replays (all but BBO) and
+their exchange-time order, so a backtest window costs two row copies instead of a filter and a sort.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +25,7 @@ from numba import njit
 from mmlab.data import store
 from mmlab.data.schema import NUMPY_DTYPES
 from mmlab.errors import DataError
-from mmlab.types import EVENT_COLUMNS, event_dtype
+from mmlab.types import EVENT_COLUMNS, Kind, event_dtype
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,284 @@ def _file_events(path: str, tick_size: float, cache: bool) -> np.ndarray:
         except OSError:
             pass  # a read-only store works without the cache
     return ev
+
+
+#: Suffix of a part's replay index next to its event array: int (2, m) rows = (positions of the m rows the
+#: simulator replays, i.e. every row but BBO; their stable order by ts_exch as indices into those m rows).
+REPLAY_SUFFIX = ".replay.npy"
+
+
+def _replay_index_of(ev: np.ndarray) -> np.ndarray:
+    """(2, m) replay index of a part's event array: non-BBO row positions and their stable ts_exch order."""
+    keep = np.flatnonzero(ev["kind"] != Kind.BBO)
+    xts = np.ascontiguousarray(ev["ts_exch"])[keep]
+    perm = np.argsort(xts, kind="stable")
+    dt = np.int32 if len(ev) < 2**31 else np.int64
+    out = np.empty((2, len(keep)), dtype=dt)
+    out[0] = keep
+    out[1] = perm
+    return out
+
+
+def _file_replay(path: str, tick_size: float, cache: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Event array of one part file and its replay index (see ``REPLAY_SUFFIX``), both cached on first use."""
+    ev = _file_events(path, tick_size, cache)
+    if cache:
+        cp = _cache_path(path, tick_size)
+        rp = cp.with_name(cp.stem + REPLAY_SUFFIX)
+        if rp.exists():
+            try:
+                idx = np.load(rp, mmap_mode="r")
+                if idx.ndim == 2 and idx.shape[0] == 2 and idx.shape[1] <= len(ev):
+                    return ev, idx
+            except (OSError, ValueError):
+                pass  # a damaged index is rebuilt below
+    idx = _replay_index_of(ev)
+    if cache:
+        try:
+            tmp = rp.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, idx)
+            os.replace(tmp, rp)
+        except OSError:
+            pass  # a read-only store works without the cache
+    return ev, idx
+
+
+@njit(cache=True, nogil=True)
+def _take_rows_nb(src, idx, out):
+    """out[i] = src[idx[i]] for 2-D int64 views of record arrays (one record = one row)."""
+    w = src.shape[1]
+    for i in range(idx.shape[0]):
+        k = idx[i]
+        for j in range(w):
+            out[i, j] = src[k, j]
+
+
+@njit(cache=True, nogil=True)
+def _window_perm_nb(perm, lo, hi, off, out):
+    """Entries p of ``perm`` with lo <= p < hi, in order, as p - lo + off into ``out``; returns the count."""
+    n = 0
+    for i in range(perm.shape[0]):
+        p = perm[i]
+        if p >= lo and p < hi:
+            out[n] = p - lo + off
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _merge_runs_nb(key, pos, bounds):
+    """Merge runs ``pos[bounds[r]:bounds[r+1]]``, each sorted by (key[p], p), into one sequence sorted so."""
+    runs = bounds.copy()
+    a = pos.copy()
+    b = np.empty_like(pos)
+    while runs.shape[0] > 2:
+        n_runs = runs.shape[0] - 1
+        new = np.empty(n_runs // 2 + n_runs % 2 + 1, dtype=runs.dtype)
+        new[0] = 0
+        r = 0
+        k = 0
+        while r < n_runs:
+            i, i_end = runs[r], runs[r + 1]
+            if r + 1 < n_runs:
+                j, j_end = runs[r + 1], runs[r + 2]
+            else:
+                j, j_end = i_end, i_end
+            o = i
+            if j < j_end:
+                # Runs of consecutive parts overlap only near their boundary: copy the head of the first run that
+                # precedes the second run's first row in one go (binary search), then merge the overlap.
+                pj = a[j]
+                lo_, hi_ = i, i_end
+                while lo_ < hi_:
+                    mid = (lo_ + hi_) >> 1
+                    pm = a[mid]
+                    if key[pm] < key[pj] or (key[pm] == key[pj] and pm < pj):
+                        lo_ = mid + 1
+                    else:
+                        hi_ = mid
+                b[o : o + lo_ - i] = a[i:lo_]
+                o += lo_ - i
+                i = lo_
+            while i < i_end and j < j_end:
+                pi, pj = a[i], a[j]
+                if key[pj] < key[pi] or (key[pj] == key[pi] and pj < pi):
+                    b[o] = pj
+                    j += 1
+                else:
+                    b[o] = pi
+                    i += 1
+                o += 1
+            b[o : o + i_end - i] = a[i:i_end]
+            o += i_end - i
+            b[o : o + j_end - j] = a[j:j_end]
+            o += j_end - j
+            k += 1
+            new[k] = o
+            r += 2
+        runs = new
+        a, b = b, a
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _merge_consecutive_runs_nb(key, pos, bounds):
+    """``_merge_runs_nb`` for runs that follow each other in time (consecutive parts of one stream): each run is
+    merged into the output so far from the first row it precedes, so rows are copied about once."""
+    n = pos.shape[0]
+    out = np.empty_like(pos)
+    m = bounds[1] - bounds[0]
+    out[:m] = pos[bounds[0] : bounds[1]]
+    for r in range(1, bounds.shape[0] - 1):
+        s, e = bounds[r], bounds[r + 1]
+        if e == s:
+            continue
+        p0 = pos[s]
+        # First output row that sorts after the run's first row: rows before it stay in place.
+        lo_, hi_ = 0, m
+        while lo_ < hi_:
+            mid = (lo_ + hi_) >> 1
+            pm = out[mid]
+            if key[pm] < key[p0] or (key[pm] == key[p0] and pm < p0):
+                lo_ = mid + 1
+            else:
+                hi_ = mid
+        tail = out[lo_:m].copy()
+        i, j, o = 0, s, lo_
+        while i < tail.shape[0] and j < e:
+            pi, pj = tail[i], pos[j]
+            if key[pj] < key[pi] or (key[pj] == key[pi] and pj < pi):
+                out[o] = pj
+                j += 1
+            else:
+                out[o] = pi
+                i += 1
+            o += 1
+        while i < tail.shape[0]:
+            out[o] = tail[i]
+            i += 1
+            o += 1
+        while j < e:
+            out[o] = pos[j]
+            j += 1
+            o += 1
+        m = o
+    return out[:n]
+
+
+def _rows_view(ev: np.ndarray) -> np.ndarray:
+    """A record array as a 2-D int64 array (one row per record), for the row kernels."""
+    return np.asarray(ev).view(np.int64).reshape(len(ev), event_dtype.itemsize // 8)
+
+
+def take_rows(ev: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``ev[idx]`` for an ``event_dtype`` array as whole-record copies (numpy's fancy indexing copies structured
+    records field by field, several times slower)."""
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    out = np.empty(len(idx), dtype=event_dtype)
+    if len(idx):
+        _take_rows_nb(_rows_view(np.ascontiguousarray(ev)), idx, _rows_view(out))
+    return out
+
+
+def exch_order(ev: np.ndarray) -> np.ndarray:
+    """Rows of ``ev`` in exchange-time order (stable argsort by ts_exch: ties keep their order in ``ev``)."""
+    return take_rows(ev, np.argsort(ev["ts_exch"], kind="stable"))
+
+
+@dataclass
+class ReplayWindow:
+    """What the simulator replays of a time window: the rows without BBO (informational, never applied).
+
+    Attributes
+    ----------
+    local : ``event_dtype`` rows in ts_local order (several symbols merged as :func:`load_events` does).
+    exch : the same rows in exchange-time order (stable: ties keep their ``local`` order).
+    n_bbo : BBO rows of the window that were left out.
+    infos : the symbols (``symbol_id`` = position).
+    """
+
+    local: np.ndarray
+    exch: np.ndarray
+    n_bbo: int
+    infos: list[SymbolInfo]
+
+
+def load_replay_window(
+    root: str | os.PathLike,
+    venue: str,
+    symbols: list[str] | str,
+    start: str | int | None = None,
+    end: str | int | None = None,
+    *,
+    cache: bool = True,
+) -> ReplayWindow:
+    """The replayed rows of [start, end) of local time in both of the simulator's orders.
+
+    Equal to ``ev = load_events(...)[0]; local = ev[ev["kind"] != BBO]; exch = local[argsort(local["ts_exch"],
+    stable)]``, but the BBO filter and the exchange-time order come from each part file's cached replay index
+    (``REPLAY_SUFFIX``, built once next to its event array), so a window costs two row copies and a merge.
+
+    >>> w = load_replay_window("data", "binance-usdm", ["BTCUSDT"], "2024-07-19", "2024-07-20")  # doctest: +SKIP
+    """
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    start_ns, end_ns = parse_time_ns(start), parse_time_ns(end)
+    infos = [symbol_info(root, venue, s, i) for i, s in enumerate(symbols)]
+    pieces = []  # (symbol_id, event array, replay index, lo, hi) per overlapping part, in row order
+    n_bbo = 0
+    for info in infos:
+        for f in _files_in_range(root, venue, info.symbol, start_ns, end_ns):
+            ev, idx = _file_replay(f, info.tick_size, cache)
+            ts = ev["ts_local"]
+            lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
+            hi = len(ev) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
+            klo, khi = (int(x) for x in np.searchsorted(idx[0], [lo, hi], side="left"))
+            n_bbo += (hi - lo) - (khi - klo)
+            if khi > klo:
+                pieces.append((info.symbol_id, ev, idx, klo, khi, f))
+    n = sum(p[4] - p[3] for p in pieces)
+    cat = np.empty(n, dtype=event_dtype)
+    xpos = np.empty(n, dtype=np.int64)
+    bounds = [0]
+    sym_bounds = [0]
+    off = 0
+    for k, (sid, ev, idx, klo, khi, f) in enumerate(pieces):
+        m = khi - klo
+        _take_rows_nb(_rows_view(ev), np.ascontiguousarray(idx[0, klo:khi]), _rows_view(cat[off : off + m]))
+        if sid:
+            cat["symbol_id"][off : off + m] = sid
+        if _window_perm_nb(np.asarray(idx[1]), klo, khi, off, xpos[off : off + m]) != m:
+            raise DataError(f"replay index of {f} does not match its events (damaged cache): delete "
+                            f"{Path(f).parent.parent / CACHE_DIR} and run again")
+        off += m
+        bounds.append(off)
+        if k + 1 == len(pieces) or pieces[k + 1][0] != sid:
+            sym_bounds.append(off)
+    if len(sym_bounds) > 2:
+        # Several symbols: merge by ts_local (ties: symbol order, then row order), then map the exchange-time
+        # runs to merged positions (a stable merge keeps each run's order).
+        order = _merge_runs_nb(np.ascontiguousarray(cat["ts_local"]), np.arange(n, dtype=np.int64),
+                               np.asarray(sym_bounds, dtype=np.int64))
+        local = take_rows(cat, order)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n, dtype=np.int64)
+        xpos = rank[xpos]
+    else:
+        local = cat
+    if len(bounds) > 2:
+        # Each symbol's part runs (consecutive in time) into one run, then the symbols' runs together.
+        xkey = np.ascontiguousarray(local["ts_exch"])
+        b = np.asarray(bounds, dtype=np.int64)
+        for s0, s1 in itertools.pairwise(sym_bounds):
+            rb = b[(b >= s0) & (b <= s1)] - s0
+            if len(rb) > 2:
+                xpos[s0:s1] = _merge_consecutive_runs_nb(xkey, xpos[s0:s1], rb)
+        if len(sym_bounds) > 2:
+            xpos = _merge_runs_nb(xkey, xpos, np.asarray(sym_bounds, dtype=np.int64))
+    exch = take_rows(local, xpos)
+    return ReplayWindow(local=local, exch=exch, n_bbo=int(n_bbo), infos=infos)
 
 
 def _copy_rows(dst: np.ndarray, off: int, src: np.ndarray) -> None:

@@ -60,6 +60,40 @@ def adverse_bps_nb(mid_ts, mid_px, t0, t1, price, side):
     return out
 
 
+@njit(cache=True)
+def order_outcomes_nb(row_order, kind, ts_exch, qty, leaves_qty, queue_ahead_qty, n_orders, accepted_kind,
+                      filled_kind, canceled_kind, rejected_kind, expired_kind):
+    """Per order, from its lifecycle rows (``row_order[k]`` = the order of row k, -1 for none), in row order:
+    first acceptance ts, queue ahead at the first acceptance, first fill ts, filled qty (summed in row order) and
+    the last ts it stopped resting (final fill, cancel, rejection, expiry); -1 / NaN where absent."""
+    accept = np.full(n_orders, -1, dtype=np.int64)
+    queue = np.full(n_orders, np.nan)
+    first_fill = np.full(n_orders, -1, dtype=np.int64)
+    filled = np.zeros(n_orders)
+    end = np.full(n_orders, -1, dtype=np.int64)
+    for k in range(row_order.shape[0]):
+        i = row_order[k]
+        if i < 0:
+            continue
+        kd = kind[k]
+        t = ts_exch[k]
+        if kd == accepted_kind:
+            if accept[i] < 0:
+                queue[i] = queue_ahead_qty[k]
+                accept[i] = t
+            elif t < accept[i]:
+                accept[i] = t
+        elif kd == filled_kind:
+            if first_fill[i] < 0 or t < first_fill[i]:
+                first_fill[i] = t
+            filled[i] += qty[k]
+            if leaves_qty[k] <= 0.0:
+                end[i] = max(end[i], t)
+        elif kd == canceled_kind or kd == rejected_kind or kd == expired_kind:
+            end[i] = max(end[i], t)
+    return accept, queue, first_fill, filled, end
+
+
 def _mids_by_symbol(mids: dict, symbol_id: int) -> tuple[np.ndarray, np.ndarray]:
     ts, px = mids.get(int(symbol_id), (np.empty(0, np.int64), np.empty(0)))
     return ts, px
@@ -112,15 +146,18 @@ def order_labels(sent: dict, first_fill_ts, accept_ts, end_ts, run_end_ts: int, 
     eta_ns = np.where(filled & rested, first_fill_ts - accept_ts, np.where(rested, stop - accept_ts, -1))
     eta_ms = np.where(eta_ns >= 0, eta_ns / 1e6, np.nan)
     out: dict[str, np.ndarray] = {"queue_eta_ms": eta_ms, "censored": censored}
+    # Rows and mid at send of each symbol, shared by every horizon.
+    by_sym = []
+    for sid in np.unique(sym):
+        sel = np.flatnonzero(sym == sid)
+        mts, mpx = _mids_by_symbol(mids, sid)
+        by_sym.append((sel, mts, mpx, mid_at(mts, mpx, ts[sel])))
     for h in horizons_ms:
         h_ns = int(round(h * 1e6))
         sfx = horizon_suffix(h)
         out[f"filled_{sfx}"] = filled & (first_fill_ts - ts <= h_ns)
         mv = np.full(len(ts), np.nan)
-        for sid in np.unique(sym):
-            sel = np.flatnonzero(sym == sid)
-            mts, mpx = _mids_by_symbol(mids, sid)
-            now = mid_at(mts, mpx, ts[sel])
+        for sel, mts, mpx, now in by_sym:
             fwd = mid_at(mts, mpx, ts[sel] + h_ns)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mv[sel] = side[sel] * (fwd - now) / now * 1e4

@@ -95,6 +95,27 @@ def _quote_of_nb(q_match, nq, j):
     return -1
 
 
+# Working orders 0..62 carry their "serves a quote" flag in one int64 bit mask (a test instead of a scan of the
+# quotes); orders further down the array fall back to the scan.
+_MASK_BITS = 63
+
+
+@njit(cache=True)
+def _used_nb(used, q_match, nq, j):
+    """Working order ``j`` already serves a quote (``used``: bit mask of orders 0..62)."""
+    if j < _MASK_BITS:
+        return ((used >> j) & 1) != 0
+    return _quote_of_nb(q_match, nq, j) >= 0
+
+
+@njit(cache=True)
+def _bit_nb(j):
+    """The ``used`` bit of working order ``j`` (0 beyond the mask)."""
+    if j < _MASK_BITS:
+        return np.int64(1) << j
+    return np.int64(0)
+
+
 @njit(cache=True)
 def _write_nb(actions, na, kind, order_id, side, price_ticks, qty, tif, flags, level):
     a = actions[na]
@@ -171,7 +192,8 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
     bb = x.best_bid_tick
     ba = x.best_ask_tick
     n = 0
-    for i in range(nq):
+    # Without maker_only / reduce_only every quote passes: the loop is skipped.
+    for i in range(nq if (p.maker_only or p.reduce_only) else 0):
         q = quotes[i]
         ok = True
         if p.maker_only:
@@ -197,34 +219,46 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
         else:
             filtered = True
             s.filtered += 1
-    nq = n
+    if p.maker_only or p.reduce_only:
+        nq = n
     o.n_quotes = nq
 
     # Matching (per-call scratch in the state: quotes are at most 2 * MAX_QUOTE_LEVELS).
     q_match = s.scratch_match
     modify = s.scratch_modify
+    used = np.int64(0)
+    n_used = 0  # matched pairs (quotes served = working orders serving)
+    n_keep = 0
     for i in range(nq):
         q_match[i] = -1
         modify[i] = 0
-    for i in range(nq):
+        if quotes[i].keep_order_id >= 0:
+            n_keep += 1
+    for i in range(nq if n_keep > 0 else 0):
         kid = quotes[i].keep_order_id
         if kid < 0:
             continue
         for j in range(n_orders):
             w = orders[j]
             if (not w.cancel_pending and w.order_id == kid and w.side == quotes[i].side
-                    and _quote_of_nb(q_match, nq, j) < 0):
+                    and not _used_nb(used, q_match, nq, j)):
                 q_match[i] = j
+                used |= _bit_nb(j)
+                n_used += 1
                 break
     for i in range(nq):
         if q_match[i] >= 0:
             continue
         q = quotes[i]
+        side = q.side
+        price = q.price_ticks
         for j in range(n_orders):
             w = orders[j]
-            if (not w.cancel_pending and w.side == q.side and w.price_ticks == q.price_ticks
-                    and _quote_of_nb(q_match, nq, j) < 0):
+            if (w.price_ticks == price and w.side == side and not w.cancel_pending
+                    and not _used_nb(used, q_match, nq, j)):
                 q_match[i] = j
+                used |= _bit_nb(j)
+                n_used += 1
                 break
     if p.price_tol_ticks > 0:
         for i in range(nq):
@@ -238,38 +272,47 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
                 if w.cancel_pending or w.side != q.side:
                     continue
                 d = abs(w.price_ticks - q.price_ticks)
-                if d < best_d and _quote_of_nb(q_match, nq, j) < 0:
+                if d < best_d and not _used_nb(used, q_match, nq, j):
                     best_d = d
                     best = j
             if best >= 0:
                 q_match[i] = best
+                used |= _bit_nb(best)
+                n_used += 1
 
     # Size re-quotes of matched pairs: MODIFY, or CANCEL + PLACE.
+    any_modify = False
     if not math.isinf(p.qty_tol_frac):
         for i in range(nq):
             j = q_match[i]
             if j >= 0 and abs(orders[j].qty - quotes[i].qty) > p.qty_tol_frac * quotes[i].qty:
                 if p.use_modify:
                     modify[i] = 1
+                    any_modify = True
                 else:
                     q_match[i] = -1
+                    used &= ~_bit_nb(j)
+                    n_used -= 1
 
     # Re-pricing by MODIFY: pair leftover orders with leftover quotes of their side.
     if p.use_modify:
         for j in range(n_orders):
             w = orders[j]
-            if w.cancel_pending or _quote_of_nb(q_match, nq, j) >= 0:
+            if w.cancel_pending or _used_nb(used, q_match, nq, j):
                 continue
             for i in range(nq):
                 if q_match[i] < 0 and quotes[i].side == w.side:
                     q_match[i] = j
+                    used |= _bit_nb(j)
+                    n_used += 1
                     modify[i] = 1
+                    any_modify = True
                     break
 
-    # CANCEL unmatched working orders.
-    for j in range(n_orders):
+    # CANCEL unmatched working orders (none when every working order serves a quote).
+    for j in range(n_orders if n_used < n_orders else 0):
         w = orders[j]
-        if w.cancel_pending or _quote_of_nb(q_match, nq, j) >= 0:
+        if w.cancel_pending or _used_nb(used, q_match, nq, j):
             continue
         if not _actionable_nb(w):
             in_flight = True
@@ -299,11 +342,6 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
         flags |= _REDUCE_ONLY
 
     # MODIFY.
-    any_modify = False
-    for i in range(nq):
-        if modify[i] != 0:
-            any_modify = True
-            break
     for j in range(n_orders if any_modify else 0):
         i = _quote_of_nb(q_match, nq, j)
         if i < 0 or modify[i] == 0:
@@ -331,8 +369,8 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
         na += 1
         n_modify += 1
 
-    # PLACE unmatched quotes.
-    for i in range(nq):
+    # PLACE unmatched quotes (none when every quote is served).
+    for i in range(nq if n_used < nq else 0):
         if q_match[i] >= 0:
             continue
         q = quotes[i]

@@ -137,7 +137,7 @@ def guards_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, params, state
     else:
         level = _LV_NONE
     reason = _NONE
-    for r in range(1, _N_REASONS):
+    for r in range(1, _N_REASONS if mask != 0 else 1):
         if (mask >> r) & 1:
             s.trips[r] += 1
             if reason == _NONE:

@@ -8,6 +8,7 @@
   ``bid0 - i * grid_interval_ticks`` / ``ask0 + i * grid_interval_ticks``.
 - Limits: no bids at ``position >= max_position``, no asks at ``position <= -max_position``; a free balance below
   ``min_free_balance_usd`` drops the position-increasing side(s); SIDE guards drop their side.
+  A size multiplier of 0 (an allocator weight of 0) drops both sides (``SIZE_ZERO``).
 - Size: FIXED ``order_qty * size_mult * side factor``; BALANCE
   ``floor((min(notional_cap_usd, free_balance * leverage) * size_mult * side factor / price) / lot_step) * lot_step``
   with ``price = fair * tick_size``. Sizes are rounded down to ``lot_step`` (when > 0); a size below ``min_qty`` or
@@ -42,6 +43,7 @@ _LOW_BALANCE = int(InventoryReason.LOW_BALANCE)
 _MAX_LONG = int(InventoryReason.MAX_LONG)
 _MAX_SHORT = int(InventoryReason.MAX_SHORT)
 _GUARD_SIDE = int(InventoryReason.GUARD_SIDE)
+_SIZE_ZERO = int(InventoryReason.SIZE_ZERO)
 
 
 @njit(cache=True)
@@ -142,6 +144,11 @@ def inventory_nb(now_ns, inp, params, state, out, quotes):
     mult = x.size_mult
     if np.isnan(mult):
         mult = 1.0
+    if not mult > 0.0:
+        # A zero multiplier (allocator weight 0) quotes nothing; not counted as a venue-minimum drop.
+        want_bid = False
+        want_ask = False
+        reason = _SIZE_ZERO
     if p.sizing == _BALANCE:
         notional = min(p.notional_cap_usd, max(x.free_balance, 0.0) * p.leverage)
         base_qty = notional * mult / price if price > 0.0 else 0.0

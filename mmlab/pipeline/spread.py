@@ -13,6 +13,9 @@ Models (``SpreadModel``), in ticks, with ``sigma`` the mid volatility in ticks p
   ``half = c1 + sigma c2 / 2``, ``skew = sigma c2`` per unit of q, with A (1/s) and k (1/tick) calibrated online
   from trades (``spread_on_trade_nb``) or the fixed values.
 
+The fair price (mid or micro price) moves by ``imbalance_skew_ticks * imbalance`` (book imbalance over
+``imbalance_levels`` levels, in [-1, 1]) when that key is not 0.
+
 Until sigma (or A, k) is available the fixed ``half_spread_ticks`` is used (WARMING). An optional model score
 (``inp.model_score``, NaN = none) shifts the fair price by ``score_skew_ticks * score`` and widens by
 ``1 + score_widen * |score|``. A stale pricing view (``pricing_stale == 1``) multiplies the half spread by
@@ -20,8 +23,8 @@ Until sigma (or A, k) is available the fixed ``half_spread_ticks`` is used (WARM
 max_half_spread_ticks].
 
 Volatility is sampled from the mid at decisions with a fresh view (at most every ``vol_sample_ms``); trade
-arrival intensity and per-side traded volume rates come from ``spread_on_trade_nb``, called by the event loop
-at every public trade.
+arrival intensity (kept only with ``calibrate_intensity``) and per-side traded volume rates come from
+``spread_on_trade_nb``, called by the event loop at every public trade.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def spread_on_trade_nb(params, state, ts_local_ns, side, price_ticks, qty, best_
         s.flow_ask_rate = decayed_rate_add_nb(s.flow_ask_rate, s.flow_ask_ts, qty, ts_local_ns, hl_ns)
         s.flow_ask_ts = ts_local_ns
     s.n_trades += 1
+    if not p.calibrate_intensity:
+        return  # the intensity ring feeds only the online (A, k) calibration
     bucket = trade_depth_bucket_nb(side, price_ticks, best_bid_tick, best_ask_tick, p.intensity_buckets)
     if bucket >= 0:
         s.tr_head, s.tr_count = intensity_push_nb(
@@ -143,6 +148,8 @@ def spread_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, params, state
         fair = micro_price_ticks_nb(x.best_bid_tick, x.best_ask_tick, o.imbalance)
     else:
         fair = mid
+    if p.imbalance_skew_ticks != 0.0 and not np.isnan(o.imbalance):
+        fair = fair + p.imbalance_skew_ticks * o.imbalance
     score = x.model_score
     if not np.isnan(score) and p.score_skew_ticks != 0.0:
         fair = fair + p.score_skew_ticks * score

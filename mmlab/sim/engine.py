@@ -53,6 +53,7 @@ from mmlab.types import (
     sym_state_dtype,
     symbol_params_dtype,
 )
+from mmlab.types import STAGE_TIMERS_MAX, decision_quote_dtype, decision_row_dtype
 
 INT64_MAX = np.iinfo(np.int64).max
 NS_PER_MS = 1_000_000
@@ -63,13 +64,15 @@ FILL_BUFFER_ROWS = 1 << 16
 ORDER_EVENT_BUFFER_ROWS = 1 << 18
 STATE_BUFFER_ROWS = 1 << 16
 MID_BUFFER_ROWS = 1 << 20
+DECISION_QUOTE_BUFFER_ROWS = 1 << 18
+DECISION_ACTION_BUFFER_ROWS = 1 << 16
 #: Market orders sweep at most this many ticks from the best price (PARTIAL exchange model).
 MAX_SWEEP_TICKS = 100
 #: Mean length of a latency shock episode (latency model ``random``), ms.
 SHOCK_DURATION_MS = 1000.0
 
 #: Summary keys holding wall-clock measurements (excluded from determinism comparisons).
-WALL_TIME_KEYS = ("wall_s", "loop_s", "load_s", "events_per_s", "jit_s")
+WALL_TIME_KEYS = ("wall_s", "loop_s", "load_s", "events_per_s", "jit_s", "stage_latency_ns")
 
 #: What each key of summary.json means (H = each of labels.horizons_ms; money in quote currency for linear
 #: contracts, base currency for inverse ones; sums run over symbols).
@@ -99,6 +102,8 @@ SUMMARY_FIELDS = {
     "slippage_bps_mean": "mean over fills of side * (price - mid at send) / mid at send * 1e4 (positive = worse)",
     "queue_eta_ms_p50": "median time from acceptance to first fill of orders that filled, ms",
     "per_symbol": "position_final, pnl_net, fees, n_fills, volume_qty, contract of each symbol",
+    "stage_latency_ns": "{stage: {p50, p95, p99, n}} ns over the decision ticks timed (pipeline.sample_stage_tracing; "
+                        "machine dependent), tick_total = decide + actions per symbol; absent when none timed",
 }
 
 
@@ -126,6 +131,8 @@ class BacktestResult:
     summary: dict
     meta: dict
     config: Any  # BacktestConfig
+    decisions: Any = None  # polars.DataFrame of mmlab.sim.decisions.decisions_frame
+    extra: dict = field(default_factory=dict)  # strategy outputs, name -> polars frame (<name>.parquet), e.g. allocation
 
 
 # ------------------------------------------------------------------------------------------------- set-up
@@ -231,25 +238,54 @@ class SimArrays:
     oev: np.ndarray
     states: np.ndarray
     mids: np.ndarray
+    decisions: np.ndarray  # decision_row_dtype
+    dec_quotes: np.ndarray  # decision_quote_dtype
+    dec_actions: np.ndarray  # sim_action_dtype
+    fill_rec: np.ndarray  # one fill_dtype record: the on_fill hook's argument
+    on_event: Any = None  # the strategy's hooks (no-op kernels when it has none)
+    on_fill: Any = None
 
     def state_args(self) -> tuple:
         return (self.sp, self.sym, self.rs, self.ss, self.book, self.bid_qty, self.ask_qty, self.orders,
                 self.exch_list, self.local_list, self.req_ring, self.resp_ring, self.consumed, self.lat_table)
 
     def out_args(self) -> tuple:
-        return (self.strat_params, self.strat_state, self.view, self.quotes, self.actions, self.counts, self.fills,
-                self.oev, self.states, self.mids)
+        """The hooks and the strategy / output arrays: the kernel's arguments after ``decide``."""
+        return (self.on_event, self.on_fill, self.strat_params, self.strat_state, self.view, self.quotes,
+                self.actions, self.counts, self.fills, self.oev, self.states, self.mids, self.decisions,
+                self.dec_quotes, self.dec_actions, self.fill_rec)
 
 
 def new_sim_arrays(cfg, specs: list[SymbolSpec], strategy, lat_table: np.ndarray | None = None,
-                   *, n_levels: int = 1 << 16) -> SimArrays:
-    """Allocate the simulator state for ``specs`` (one book pair per symbol) and the strategy's buffers."""
+                   *, n_levels: int = 1 << 16, batch_cfgs: list | None = None) -> SimArrays:
+    """Allocate the simulator state for ``specs`` (one book pair per symbol) and the strategy's buffers.
+
+    ``batch_cfgs`` (K configs differing only in strategy parameters, see :func:`check_batch_configs`) gives a
+    parameter batch: K * len(specs) instances sharing the book pairs, instance ``k * len(specs) + s`` running
+    parameter set k on symbol s (strategy params built from ``batch_cfgs[k]``), one run-state record per set.
+    """
     from mmlab.data.book_nb import new_books
-    from mmlab.sim.loop_nb import CONSUMED_CAP, LIST_CAP, RING_CAP
+    from mmlab.sim.clock_nb import ns_per_cycle
+    from mmlab.sim.loop_nb import CONSUMED_CAP, LIST_CAP, RING_CAP, noop_on_event_nb, noop_on_fill_nb
 
     n = len(specs)
+    cfgs = list(batch_cfgs) if batch_cfgs else [cfg]
+    n_sets = len(cfgs)
+    n_inst = n_sets * n
+    # Report / request rings per instance: a batch shares the memory of one run's rings (at least 1024 slots).
+    ring_cap = RING_CAP if n_sets == 1 else max(1024, RING_CAP // n_sets)
     sp = _sim_params(cfg, n)
-    rs = np.zeros(1, dtype=run_state_dtype)
+    sp["has_on_event"] = strategy.on_event is not None
+    sp["has_on_fill"] = strategy.on_fill is not None
+    sp["on_event_mask"] = int(strategy.on_event_mask)
+    n_timers = len(strategy.stage_names)
+    if n_timers > STAGE_TIMERS_MAX or (n_timers and strategy.n_state <= n_timers):
+        raise ConfigError(f"strategy {strategy.name!r} declares {n_timers} stage timers with n_state "
+                          f"{strategy.n_state}; at most {STAGE_TIMERS_MAX} timers and n_state > timers (fix its spec)")
+    sp["n_stage_timers"] = n_timers
+    sp["trace_fraction"] = float(getattr(cfg.pipeline, "sample_stage_tracing", 0.0))
+    sp["ns_per_cycle"] = ns_per_cycle() if sp["trace_fraction"][0] > 0 else 0.0
+    rs = np.zeros(n_sets, dtype=run_state_dtype)
     rs["next_req_ts"] = INT64_MAX
     rs["next_resp_ts"] = INT64_MAX
     rs["next_decision_ts"] = INT64_MAX
@@ -258,24 +294,32 @@ def new_sim_arrays(cfg, specs: list[SymbolSpec], strategy, lat_table: np.ndarray
     book, bid_qty, ask_qty = new_books(2 * n, n_levels)
     if lat_table is None:
         lat_table = np.zeros((1, 3), dtype=np.int64)
-    n_quotes = max(int(strategy.max_quotes(cfg)), 2)
-    strat_params = strategy.build_params(cfg, specs)
-    if strat_params.dtype != strategy.params_dtype or (strategy.per_symbol_params and len(strat_params) != n):
-        raise ConfigError(f"strategy {strategy.name!r} built params of dtype/length {strat_params.dtype}/"
-                          f"{len(strat_params)}, expected {strategy.params_dtype}/{n} (fix its build_params)")
+    n_quotes = max(max(int(strategy.max_quotes(c)) for c in cfgs), 2)
+    parts = []
+    for c in cfgs:
+        strat_params = strategy.build_params(c, specs)
+        if strat_params.dtype != strategy.params_dtype or (strategy.per_symbol_params and len(strat_params) != n):
+            raise ConfigError(f"strategy {strategy.name!r} built params of dtype/length {strat_params.dtype}/"
+                              f"{len(strat_params)}, expected {strategy.params_dtype}/{n} (fix its build_params)")
+        parts.append(strat_params)
+    strat_params = parts[0] if n_sets == 1 else np.concatenate(parts)
+    ss = np.zeros(n_inst, dtype=sym_state_dtype)
+    ss["book_id"] = np.arange(n_inst) % n
+    ss["group"] = np.arange(n_inst) // n
+    n = n_inst  # per-instance arrays below
     return SimArrays(
         sp=sp,
         sym=_symbol_params(cfg, specs),
         rs=rs,
-        ss=np.zeros(n, dtype=sym_state_dtype),
+        ss=ss,
         book=book,
         bid_qty=bid_qty,
         ask_qty=ask_qty,
         orders=np.zeros(2 * LIST_CAP * n, dtype=order_dtype),
         exch_list=np.zeros((n, LIST_CAP), dtype=np.int64),
         local_list=np.zeros((n, LIST_CAP), dtype=np.int64),
-        req_ring=np.zeros((n, RING_CAP), dtype=msg_dtype),
-        resp_ring=np.zeros((n, RING_CAP), dtype=msg_dtype),
+        req_ring=np.zeros((n, ring_cap), dtype=msg_dtype),
+        resp_ring=np.zeros((n, ring_cap), dtype=msg_dtype),
         consumed=np.zeros((n, CONSUMED_CAP), dtype=consumed_dtype),
         lat_table=np.ascontiguousarray(lat_table, dtype=np.int64),
         strat_params=strat_params,
@@ -285,9 +329,15 @@ def new_sim_arrays(cfg, specs: list[SymbolSpec], strategy, lat_table: np.ndarray
         actions=np.zeros(LIST_CAP + n_quotes, dtype=sim_action_dtype),
         counts=np.zeros(2, dtype=np.int64),
         fills=np.zeros(FILL_BUFFER_ROWS, dtype=fill_dtype),
-        oev=np.zeros(ORDER_EVENT_BUFFER_ROWS, dtype=order_event_dtype),
+        oev=np.zeros(max(ORDER_EVENT_BUFFER_ROWS, 4 * n * (LIST_CAP + n_quotes + 8)), dtype=order_event_dtype),
         states=np.zeros(STATE_BUFFER_ROWS, dtype=sim_state_row_dtype),
         mids=np.zeros(MID_BUFFER_ROWS, dtype=mid_row_dtype),
+        decisions=np.zeros(STATE_BUFFER_ROWS, dtype=decision_row_dtype),
+        dec_quotes=np.zeros(max(DECISION_QUOTE_BUFFER_ROWS, 4 * n * n_quotes), dtype=decision_quote_dtype),
+        dec_actions=np.zeros(max(DECISION_ACTION_BUFFER_ROWS, 4 * n * (LIST_CAP + n_quotes)), dtype=sim_action_dtype),
+        fill_rec=np.zeros(1, dtype=fill_dtype),
+        on_event=strategy.on_event or noop_on_event_nb,
+        on_fill=strategy.on_fill or noop_on_fill_nb,
     )
 
 
@@ -306,6 +356,17 @@ def decide_signature(a: SimArrays):
     return types.int64(*args)
 
 
+def hook_signatures(a: SimArrays):
+    """numba signatures of the strategy hooks ``on_event`` and ``on_fill`` for these arrays."""
+    from numba import from_dtype, typeof, types
+
+    on_event = types.none(types.int64, from_dtype(event_dtype), typeof(a.book), typeof(a.bid_qty),
+                          typeof(a.ask_qty), types.int64, typeof(a.strat_params), typeof(a.strat_state))
+    on_fill = types.none(types.int64, types.int64, typeof(a.fill_rec).dtype, typeof(a.strat_params),
+                         typeof(a.strat_state))
+    return on_event, on_fill
+
+
 def loop_entry(a: SimArrays, local_ev: np.ndarray, exch_ev: np.ndarray):
     """Compiled entry point of ``run_loop_nb`` for these array types (loaded from numba's disk cache if present).
 
@@ -315,14 +376,15 @@ def loop_entry(a: SimArrays, local_ev: np.ndarray, exch_ev: np.ndarray):
     from numba import typeof, types
 
     from mmlab.data import book_nb
-    from mmlab.sim import fees_nb, latency_nb, loop_nb, queue_nb
+    from mmlab.sim import clock_nb, fees_nb, latency_nb, loop_nb, queue_nb
     from mmlab.sim._cache import tie_cache_to_sources
     from mmlab.sim.loop_nb import run_loop_nb
 
-    tie_cache_to_sources(run_loop_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb)
+    tie_cache_to_sources(run_loop_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb)
     ftype = types.FunctionType(decide_signature(a))
+    ev_type, fill_type = (types.FunctionType(s) for s in hook_signatures(a))
     sig = (typeof(local_ev), typeof(exch_ev), types.int64, types.boolean) + tuple(typeof(x) for x in a.state_args()) \
-        + (ftype,) + tuple(typeof(x) for x in a.out_args())
+        + (ftype, ev_type, fill_type) + tuple(typeof(x) for x in a.out_args()[2:])
     entry = _ENTRY_CACHE.get(sig)
     if entry is None:
         run_loop_nb.compile(sig)
@@ -342,11 +404,17 @@ class _Collector:
         self.oev: list[np.ndarray] = []
         self.states: list[np.ndarray] = []
         self.mids: list[np.ndarray] = []
+        self.decisions: list[np.ndarray] = []
+        self.dec_quotes: list[np.ndarray] = []
+        self.dec_actions: list[np.ndarray] = []
 
     def flush(self, a: SimArrays) -> None:
         r = a.rs[0]
         for name, buf, key in (("fills", a.fills, "n_fill_rows"), ("oev", a.oev, "n_order_event_rows"),
-                               ("states", a.states, "n_state_rows"), ("mids", a.mids, "n_mid_rows")):
+                               ("states", a.states, "n_state_rows"), ("mids", a.mids, "n_mid_rows"),
+                               ("decisions", a.decisions, "n_decision_rows"),
+                               ("dec_quotes", a.dec_quotes, "n_decision_quote_rows"),
+                               ("dec_actions", a.dec_actions, "n_decision_action_rows")):
             n = int(r[key])
             if n:
                 getattr(self, name).append(buf[:n].copy())
@@ -362,20 +430,70 @@ class _Collector:
             "oev": self._cat(self.oev, order_event_dtype),
             "states": self._cat(self.states, sim_state_row_dtype),
             "mids": self._cat(self.mids, mid_row_dtype),
+            "decisions": self._cat(self.decisions, decision_row_dtype),
+            "dec_quotes": self._cat(self.dec_quotes, decision_quote_dtype),
+            "dec_actions": self._cat(self.dec_actions, sim_action_dtype),
         }
 
 
+#: Exchange-time orders of store windows computed by the bridge, by ``id`` of the local-order window array
+#: (each entry leaves with its array), so ``_exch_order`` hands them out instead of sorting again.
+_EXCH_ORDERED: dict[int, tuple[Any, np.ndarray]] = {}
+
+
+def _register_exch_order(local: np.ndarray, exch: np.ndarray) -> None:
+    """Remember ``exch`` as the exchange-time order of the window array ``local`` (until it is freed)."""
+    import weakref
+
+    key = id(local)
+    _EXCH_ORDERED[key] = (weakref.ref(local, lambda _ref, k=key: _EXCH_ORDERED.pop(k, None)), exch)
+
+
 def _exch_order(ev: np.ndarray) -> np.ndarray:
-    return ev[np.argsort(ev["ts_exch"], kind="stable")]
+    """Rows of a window in exchange-time order (stable by ts_exch): the bridge's cached order for store windows,
+    else a sort with whole-record copies."""
+    hit = _EXCH_ORDERED.get(id(ev))
+    if hit is not None and hit[0]() is ev:
+        return hit[1]
+    from mmlab.data.bridge import exch_order
+
+    return exch_order(ev)
 
 
-def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | None = None, strategy=None) -> dict:
+#: Local events per loop call when a progress callback is given (a few tens of ms of loop time).
+PROGRESS_EVENTS = 1 << 20
+
+
+def _progress_total(windows) -> int | None:
+    """Replayed (non-BBO) events of a list of windows; None for an iterator (not known in advance)."""
+    if not isinstance(windows, (list, tuple)):
+        return None
+    return sum(int(np.count_nonzero(w["kind"] != Kind.BBO)) for w in windows if w is not None)
+
+
+def _progress_horizon(local_ev: np.ndarray, a, horizon: int, final: bool) -> tuple[int, bool]:
+    """(horizon, final) of the next slice: ``PROGRESS_EVENTS`` local events on, at least one time stamp on."""
+    i = int(a.rs[0]["i_local"]) + PROGRESS_EVENTS
+    if i >= len(local_ev):
+        return horizon, final
+    h = max(int(local_ev[i]["ts_local"]), int(local_ev[int(a.rs[0]["i_local"])]["ts_local"]) + 1)
+    return (h, False) if h < horizon else (horizon, final)
+
+
+def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | None = None, strategy=None,
+             batch_cfgs: list | None = None, progress=None) -> dict:
     """Run the loop over ``windows`` (an iterable of ``event_dtype`` arrays, each sorted by ts_local, windows in
-    time order) and return the raw output arrays plus counters and timings."""
+    time order) and return the raw output arrays plus counters and timings. ``batch_cfgs``: run K parameter
+    sets in one pass (see :func:`new_sim_arrays`; :func:`split_batch` gives each set's own raw result).
+    ``progress(events_done, events_total)``: called after each return of the loop (then run in slices of
+    ``PROGRESS_EVENTS`` local events, with the same result) with the events processed so far and the total
+    (None unless ``windows`` is a list)."""
     from mmlab.sim.strategies import get_strategy
 
     strategy = strategy or get_strategy(cfg.strategy.name)
-    a = new_sim_arrays(cfg, specs, strategy, lat_table)
+    a = new_sim_arrays(cfg, specs, strategy, lat_table, batch_cfgs=batch_cfgs)
+    if getattr(strategy, "init_state", None) is not None:  # precomputed strategy inputs (e.g. model scores)
+        strategy.init_state(a.strat_state, cfg, specs)
     out = _Collector()
     t_jit = 0.0
     t_loop = 0.0
@@ -390,6 +508,7 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
     status = int(LoopStatus.FINISHED)
     if cur is None:
         raise DataError("no events to simulate in the selected data range (check data.start / data.end and the store)")
+    p_total = _progress_total(windows) if progress is not None else None
     while cur is not None:
         nxt = _next_nonempty(it, skipped)
         n_rows += len(cur)
@@ -426,15 +545,21 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
             t_jit += time.perf_counter() - t
         while True:
             t = time.perf_counter()
-            status = entry(local_ev, exch_ev, horizon, final, *a.state_args(), strategy.decide, *a.out_args())
+            h, fin = (horizon, final) if progress is None else _progress_horizon(local_ev, a, horizon, final)
+            status = entry(local_ev, exch_ev, h, fin, *a.state_args(), strategy.decide, *a.out_args())
             t_loop += time.perf_counter() - t
+            if progress is not None:
+                progress(int(a.rs[0]["n_local_events"]), p_total)
+                if status == LoopStatus.HORIZON and h < horizon:
+                    continue
             if status == LoopStatus.FLUSH:
                 out.flush(a)
                 continue
             if status == LoopStatus.RESPONSE_QUEUE_FULL:
                 raise MmlabError(
-                    "simulator report queue overflowed (more than RING_CAP reports in flight for one symbol); "
-                    "lower sim.response_latency_ms or the strategy's order rate"
+                    f"simulator report queue overflowed (more than {a.resp_ring.shape[1]} reports in flight for one "
+                    "symbol); lower sim.response_latency_ms or the strategy's order rate (or run fewer parameter "
+                    "sets per batch: a batch's queues are shorter)"
                 )
             break
         pending_local = local_ev[int(a.rs[0]["i_local"]):].copy()
@@ -443,7 +568,218 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
         cur = nxt
     out.flush(a)
     return {"arrays": a, "out": out.arrays(), "events": n_rows, "events_bbo_skipped": skipped[0], "loop_s": t_loop,
-            "jit_s": t_jit, "status": int(status)}
+            "jit_s": t_jit, "status": int(status), "stage_names": tuple(strategy.stage_names),
+            "reasons_packed": bool(strategy.reasons_packed)}
+
+
+def decision_outputs(specs: list[SymbolSpec], raw: dict) -> tuple[Any, dict | None]:
+    """(decisions frame, summary ``stage_latency_ns``) of a :func:`simulate` result."""
+    from mmlab.sim.decisions import decisions_frame, stage_latency_summary
+
+    o = raw["out"]
+    frame = decisions_frame(o["decisions"], o["dec_quotes"], o["dec_actions"], [s.symbol for s in specs],
+                            [s.tick_size for s in specs], reasons_packed=raw["reasons_packed"],
+                            stage_names=raw["stage_names"])
+    return frame, stage_latency_summary(o["decisions"], raw["stage_names"])
+
+
+# ------------------------------------------------------------------------------------------ parameter batches
+
+#: Config keys a parameter batch may vary (everything else must be equal across its sets): the strategy's
+#: parameters and the pipeline's stage tables. ``strategy.name`` / ``interval_ms`` and
+#: ``pipeline.sample_stage_tracing`` shape the shared loop and must be equal.
+BATCH_FIXED_KEYS = {"strategy": ("name", "interval_ms"), "pipeline": ("sample_stage_tracing",)}
+
+
+def batch_config(cfg, override):
+    """The config of one parameter set: ``cfg`` with dotted keys set (``{"strategy.skew_ticks": 1.0}``;
+    ``pipeline.<stage>.<key>`` reaches into a stage table), or a ready ``BacktestConfig``."""
+    from mmlab.config import BacktestConfig, load_config
+
+    if isinstance(override, BacktestConfig):
+        return override
+    if not isinstance(override, dict):
+        raise ConfigError(f"a parameter set must be a dict of dotted config keys or a BacktestConfig, got "
+                          f"{type(override).__name__}")
+    raw = cfg.to_dict()
+    for key, value in override.items():
+        parts = str(key).split(".")
+        if len(parts) < 2:
+            raise ConfigError(f"parameter set key {key!r} must be section.key (e.g. strategy.half_spread_ticks)")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"parameter set key {key!r}: {part!r} is not a table")
+        node[parts[-1]] = value
+    return load_config(raw)
+
+
+def check_batch_configs(cfgs: list, strategy=None) -> None:
+    """Raise ``ConfigError`` naming the key when the configs cannot share one pass (see ``BATCH_FIXED_KEYS``).
+
+    A batch is exact (each set's result equals its own run) because the sets share only the market replay;
+    they must therefore agree on everything but strategy parameters: data, sim (latency, queue and exchange
+    models, fees, seed), labels and the decision interval. The quote / action buffers are sized for the
+    largest set (``strategy.max_quotes``): a strategy reads their length only as an overflow guard. The
+    ``random`` latency model draws from one generator per run and cannot be shared; model scores and the
+    allocator are per run too.
+    """
+    if not cfgs:
+        raise ConfigError("a parameter batch needs at least one parameter set")
+    base = cfgs[0].to_dict()
+    for k, c in enumerate(cfgs):
+        if c.sim.latency_model == "random":
+            raise ConfigError("sim.latency_model = 'random' cannot run in a parameter batch (each run draws its "
+                              "own latencies); use constant, per_action or empirical, or run the sets one by one")
+        if c.model.id:
+            raise ConfigError(f"parameter set {k}: model.id = {c.model.id!r} scores per run and cannot be batched; "
+                              "run it with run_backtest")
+        if c.allocator.enabled:
+            raise ConfigError(f"parameter set {k}: allocator.enabled = true cannot be batched; "
+                              "run it with run_backtest")
+        if k == 0:
+            continue
+        d = c.to_dict()
+        for section, values in d.items():
+            if section == "output":
+                continue
+            free = section in BATCH_FIXED_KEYS
+            for key, v in values.items():
+                if v == base[section].get(key) or (free and key not in BATCH_FIXED_KEYS[section]):
+                    continue
+                raise ConfigError(
+                    f"parameter set {k}: {section}.{key} = {v!r} differs from set 0 ({base[section].get(key)!r}); "
+                    "a batch may vary only strategy.* (not name, interval_ms) and pipeline.* (not "
+                    "sample_stage_tracing): run sets differing in it in separate batches")
+    if strategy is not None:
+        if not strategy.per_symbol_params or getattr(strategy, "init_state", None) is not None \
+                or getattr(strategy, "outputs", None) is not None:
+            raise ConfigError(f"strategy {strategy.name!r} keeps run-wide params or outputs and cannot be batched; "
+                              "run it with run_backtest")
+
+
+def split_batch(raw: dict, n_symbols: int, *, decisions: bool = True) -> list[dict]:
+    """Each parameter set's own :func:`simulate` result from a batch's: rows of its instances with
+    ``symbol_id`` back to 0..n_symbols-1, its run state, symbol states and strategy rows (market mids shared).
+    ``decisions=False`` leaves the decision rows out (empty)."""
+    import dataclasses
+
+    a: SimArrays = raw["arrays"]
+    o = raw["out"]
+    n_sets = len(a.rs)
+    if n_sets == 1:
+        return [raw]
+    n = n_symbols
+
+    def rows_by_set(arr: np.ndarray, grp: np.ndarray, remap: bool) -> list[np.ndarray]:
+        # One stable sort by parameter set keeps each set's rows in their original (time) order.
+        order = np.argsort(grp, kind="stable")
+        bounds = np.searchsorted(grp[order], np.arange(n_sets + 1))
+        parts = []
+        for g in range(n_sets):
+            part = arr[order[bounds[g]:bounds[g + 1]]]
+            if remap:
+                part["symbol_id"] -= g * n
+            parts.append(part)
+        return parts
+
+    def by_set(arr: np.ndarray) -> list[np.ndarray]:
+        return rows_by_set(arr, arr["symbol_id"].astype(np.int64) // n, True)
+
+    fills, oev, states = by_set(o["fills"]), by_set(o["oev"]), by_set(o["states"])
+    dec = o["decisions"]
+    if decisions:
+        dec_grp = dec["symbol_id"].astype(np.int64) // n
+        decs = rows_by_set(dec, dec_grp, True)
+        dq = rows_by_set(o["dec_quotes"], np.repeat(dec_grp, dec["n_quotes"].astype(np.int64)), False)
+        da = rows_by_set(o["dec_actions"], np.repeat(dec_grp, dec["n_actions"].astype(np.int64)), False)
+    else:
+        decs = [dec[:0]] * n_sets
+        dq = [o["dec_quotes"][:0]] * n_sets
+        da = [o["dec_actions"][:0]] * n_sets
+    out = []
+    for g in range(n_sets):
+        sl = slice(g * n, (g + 1) * n)
+        sub = dataclasses.replace(a, rs=a.rs[g:g + 1].copy(), ss=a.ss[sl].copy(), strat_params=a.strat_params[sl],
+                                  strat_state=a.strat_state[sl])
+        sub.ss["book_id"] = np.arange(n)
+        sub.ss["group"] = 0
+        part = {"fills": fills[g], "oev": oev[g], "states": states[g], "mids": o["mids"], "decisions": decs[g],
+                "dec_quotes": dq[g], "dec_actions": da[g]}
+        out.append(dict(raw, arrays=sub, out=part, batch_index=g, batch_size=n_sets))
+    return out
+
+
+def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list | None = None,
+                       symbols: list[SymbolSpec] | None = None, window_ns: int | None = None,
+                       latency_table: np.ndarray | None = None, strategy=None,
+                       decisions: bool = True) -> list[BacktestResult]:
+    """Run K parameter sets in one pass over the events; returns K results, each equal to ``run_backtest`` of
+    its own config (fills, orders, state, decisions, summary; wall-clock fields excepted).
+
+    Parameters
+    ----------
+    cfg : BacktestConfig
+        The base config (data, sim, labels, interval shared by every set).
+    param_overrides : list of dicts of dotted keys (``{"strategy.half_spread_ticks": 3.0}``) applied to ``cfg``,
+        or of ready ``BacktestConfig`` objects. Only strategy parameters may differ (:func:`check_batch_configs`).
+    events, symbols, window_ns, latency_table, strategy : as for :func:`run_backtest`.
+    decisions : build each result's ``decisions`` frame (and summary ``stage_latency_ns``); False leaves it
+        None, which saves most of the per-set time after the pass (studies need only the summary and frames).
+
+    The books replay each event once; each set keeps its own orders, queue positions, inventory and strategy
+    state. ``loop_s`` / ``jit_s`` of each summary are those of the whole pass (``batch_size`` in ``meta``).
+
+    >>> res = run_backtest_batch(cfg, [{"strategy.skew_ticks": s} for s in (0.0, 0.5, 1.0)])  # doctest: +SKIP
+    >>> [r.summary["pnl_net"] for r in res]  # doctest: +SKIP
+    """
+    from mmlab.sim.strategies import get_strategy
+
+    t_start = time.perf_counter()
+    cfgs = [batch_config(cfg, ov) for ov in param_overrides]
+    strategy = strategy or get_strategy(cfgs[0].strategy.name if cfgs else cfg.strategy.name)
+    check_batch_configs(cfgs, strategy)
+    if events is not None:
+        if not symbols:
+            raise ConfigError("run_backtest_batch(events=...) needs symbols=[SymbolSpec(...)] describing symbol_id 0..n-1")
+        specs = list(symbols)
+        windows = events if isinstance(events, list) else [events]
+        provenance = {"events": "in-memory"}
+    else:
+        specs, windows, provenance = _store_windows(cfgs[0], window_ns)
+    lat = latency_table
+    if lat is None and cfgs[0].sim.latency_model == "empirical":
+        lat = load_latency_table(cfgs[0].sim.latency_table)
+    raw = simulate(cfgs[0], specs, windows, lat_table=lat, strategy=strategy, batch_cfgs=cfgs)
+    results = []
+    for k, rk in enumerate(split_batch(raw, len(specs), decisions=decisions)):
+        c = cfgs[k]
+        frames = _build_frames(c, specs, rk)
+        summary = _summary(c, specs, rk, frames)
+        dec_frame = None
+        if decisions:
+            dec_frame, stage_latency = decision_outputs(specs, rk)
+            if stage_latency is not None:
+                summary["stage_latency_ns"] = stage_latency
+        meta = {
+            "config_id": c.config_id,
+            "data": provenance,
+            "symbols": [{"symbol": s.symbol, "tick_size": s.tick_size, "lot_size": s.lot_size,
+                         "contract_type": s.contract_type, "contract_size": s.contract_size} for s in specs],
+            "seed": c.sim.seed,
+            "events": int(raw["events"]),
+            "batch_index": k,
+            "batch_size": len(cfgs),
+        }
+        results.append(BacktestResult(fills=frames["fills"], orders=frames["orders"], state=frames["state"],
+                                      labels=frames["labels"], mids=frames["mids"], summary=summary, meta=meta,
+                                      config=c, decisions=dec_frame))
+    wall = time.perf_counter() - t_start
+    for r in results:
+        r.summary["wall_s"] = wall
+        r.meta["wall_s"] = wall
+    return results
 
 
 def _next_nonempty(it, skipped: list) -> np.ndarray | None:
@@ -482,11 +818,19 @@ def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterat
     lo = min((s.get("ts_local_min") for s in spans if s.get("ts_local_min") is not None), default=None)
     hi = max((s.get("ts_local_max") for s in spans if s.get("ts_local_max") is not None), default=None)
     provenance = {f"{d.venue}/{i.symbol}": _meta_hash(i.meta) for i in infos}
+    specs = _StoreSpecs(specs)
+
+    def window(w0, w1) -> np.ndarray:
+        # The bridge drops BBO rows and gives the exchange-time order from its per-part cache.
+        w = bridge.load_replay_window(d.root, d.venue, list(d.symbols), w0, w1)
+        specs.bbo_rows += w.n_bbo
+        _register_exch_order(w.local, w.exch)
+        return w.local
+
     if lo is None or hi is None:
         # No span in the metadata: one window over the whole range.
         def one():
-            ev, _ = bridge.load_events(d.root, d.venue, list(d.symbols), d.start, d.end)
-            yield ev
+            yield window(d.start, d.end)
         return specs, one(), provenance
     a = lo if start is None else max(lo, start)
     b = hi + 1 if end is None else min(hi + 1, end)
@@ -497,11 +841,17 @@ def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterat
         w0 = max(w0, a)
         while w0 < b:
             w1 = min(((w0 // step) + 1) * step if not window_ns else w0 + step, b)
-            ev, _ = bridge.load_events(d.root, d.venue, list(d.symbols), int(w0), int(w1))
-            yield ev
+            yield window(int(w0), int(w1))
             w0 = w1
 
     return specs, gen(), provenance
+
+
+class _StoreSpecs(list):
+    """The symbol specs of a store run; ``bbo_rows`` counts the BBO rows its windows left out (the bridge drops
+    them before the replay), which the summary adds to ``events_bbo_skipped``."""
+
+    bbo_rows: int = 0
 
 
 # -------------------------------------------------------------------------------------------- result frames
@@ -520,6 +870,29 @@ def _enum_names(enum, values: np.ndarray) -> np.ndarray:
     return lut[v - lo].astype(str) if len(v) else np.zeros(0, dtype=str)
 
 
+def _code_names(labels: list[str], codes: np.ndarray, name: str = ""):
+    """String series ``labels[codes]`` built by polars' gather (a numpy object -> str round trip is ~30x slower)."""
+    import polars as pl
+
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) and (codes.min() < 0 or codes.max() >= len(labels)):
+        raise ValueError(f"code out of range 0..{len(labels) - 1} in column {name!r}")
+    return pl.Series(name, list(labels), dtype=pl.String).gather(codes)
+
+
+def _enum_series(enum, values: np.ndarray, name: str = ""):
+    """Lower-case member names of int enum values as a string series (what ``_enum_names`` returns)."""
+    lo = min(int(m) for m in enum)
+    hi = max(int(m) for m in enum)
+    lut = [str(v) for v in range(lo, hi + 1)]
+    for m in enum:
+        lut[int(m) - lo] = m.name.lower()
+    v = np.asarray(values, dtype=np.int64)
+    if len(v) and (v.min() < lo or v.max() > hi):
+        raise ValueError(f"{enum.__name__} value out of range in {v}")
+    return _code_names(lut, v - lo, name)
+
+
 def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
     import polars as pl
 
@@ -527,7 +900,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
 
     arr = raw["out"]
     tick = np.array([s.tick_size for s in specs])
-    names = np.array([s.symbol for s in specs], dtype=object)
+    names = [s.symbol for s in specs]
     horizons = tuple(cfg.labels.horizons_ms)
 
     # Exchange mid series per symbol (ticks -> price).
@@ -540,7 +913,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
         px = np.where(valid[sel], 0.5 * (m["best_bid_ticks"][sel] + m["best_ask_ticks"][sel]) * tick[sid], np.nan)
         mids_by_sym[sid] = (ts.astype(np.int64), px)
     mids_df = pl.DataFrame({
-        "ts_exch": m["ts_exch"], "symbol": names[m["symbol_id"]].astype(str) if len(m) else np.zeros(0, dtype=str),
+        "ts_exch": m["ts_exch"], "symbol": _code_names(names, m["symbol_id"]),
         "best_bid": np.where(valid, m["best_bid_ticks"] * tick[m["symbol_id"]], np.nan),
         "best_ask": np.where(valid, m["best_ask_ticks"] * tick[m["symbol_id"]], np.nan),
     })
@@ -553,7 +926,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
     flab = fill_labels(f["ts_exch"], f["symbol_id"], f["side"], price, mid_send, mids_by_sym, horizons)
     fills = pl.DataFrame({
         "ts_exch": f["ts_exch"], "ts_local": f["ts_local"],
-        "symbol": names[f["symbol_id"]].astype(str) if len(f) else np.zeros(0, dtype=str),
+        "symbol": _code_names(names, f["symbol_id"]),
         "order_id": f["order_id"], "order_seq": f["order_seq"], "side": f["side"], "price": price,
         "price_ticks": f["price_ticks"], "qty": f["qty"], "maker": f["maker"], "fee": f["fee"],
         "queue_ahead_qty": f["queue_ahead_qty"], "time_in_queue_ns": f["time_in_queue_ns"], "sent_ts": f["sent_ts"],
@@ -566,12 +939,12 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
     etick = tick[e["symbol_id"]]
     orders = pl.DataFrame({
         "ts_local": e["ts_local"], "ts_exch": e["ts_exch"],
-        "symbol": names[e["symbol_id"]].astype(str) if len(e) else np.zeros(0, dtype=str),
+        "symbol": _code_names(names, e["symbol_id"]),
         "order_id": e["order_id"], "order_seq": e["order_seq"],
-        "event": _enum_names(OrderEventKind, e["kind"]), "side": e["side"],
+        "event": _enum_series(OrderEventKind, e["kind"]), "side": e["side"],
         "price": e["price_ticks"] * etick, "price_ticks": e["price_ticks"], "qty": e["qty"],
-        "leaves_qty": e["leaves_qty"], "reason": _enum_names(RejectReason, e["reason"]),
-        "order_type": _enum_names(OrderType, e["order_type"]), "tif": _enum_names(TimeInForce, e["tif"]),
+        "leaves_qty": e["leaves_qty"], "reason": _enum_series(RejectReason, e["reason"]),
+        "order_type": _enum_series(OrderType, e["order_type"]), "tif": _enum_series(TimeInForce, e["tif"]),
         "mid": e["mid_ticks"] * etick, "queue_ahead_qty": e["queue_ahead_qty"],
     })
 
@@ -590,7 +963,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
         eq = cfg.sim.initial_cash + tot[inv]
     state = pl.DataFrame({
         "ts_local": s["ts_local"],
-        "symbol": names[s["symbol_id"]].astype(str) if len(s) else np.zeros(0, dtype=str),
+        "symbol": _code_names(names, s["symbol_id"]),
         "best_bid": np.where(bb_ok, s["best_bid_ticks"] * stick, np.nan),
         "best_ask": np.where(ba_ok, s["best_ask_ticks"] * stick, np.nan),
         "mid": s["mid_ticks"] * stick,
@@ -612,65 +985,69 @@ def _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, raw
     import polars as pl
 
     from mmlab.labels import order_labels
+    from mmlab.labels.forward import order_outcomes_nb
 
-    sent = e[e["kind"] == OrderEventKind.SENT]
-    seqs = sent["order_seq"]
-    n = len(sent)
-    first_fill = np.full(n, -1, dtype=np.int64)
-    accept = np.full(n, -1, dtype=np.int64)
-    end = np.full(n, -1, dtype=np.int64)
-    filled_qty = np.zeros(n)
-    queue = np.full(n, np.nan)
+    # Field-wise gathers of row indices: numpy copies structured records field by field, far slower.
+    sent_rows = np.flatnonzero(e["kind"] == OrderEventKind.SENT)
+    seqs = e["order_seq"][sent_rows]
+    sent_ts = e["ts_local"][sent_rows]
+    sent_sym = e["symbol_id"][sent_rows]
+    sent_side = e["side"][sent_rows]
+    n = len(sent_rows)
     if n:
         # Order sequence numbers are assigned in send order: SENT rows are sorted by them.
-        ev = e[e["order_seq"] >= 0]
-        i = np.searchsorted(seqs, ev["order_seq"])
-        i = np.clip(i, 0, n - 1)
-        ok = seqs[i] == ev["order_seq"]
-        kind = ev["kind"]
-        big = np.iinfo(np.int64).max
-        acc = ok & (kind == OrderEventKind.ACCEPTED)
-        first_acc = np.full(n, big, dtype=np.int64)
-        np.minimum.at(first_acc, i[acc], ev["ts_exch"][acc])
-        accept = np.where(first_acc < big, first_acc, -1)
-        # Queue ahead at the first acceptance (the first ACCEPTED row of each order).
-        acc_rows = np.flatnonzero(acc)
-        _, first_rows = np.unique(i[acc_rows], return_index=True)
-        queue[i[acc_rows[first_rows]]] = ev["queue_ahead_qty"][acc_rows[first_rows]]
-        fil = ok & (kind == OrderEventKind.FILLED)
-        ff = np.full(n, big, dtype=np.int64)
-        np.minimum.at(ff, i[fil], ev["ts_exch"][fil])
-        first_fill = np.where(ff < big, ff, -1)
-        np.add.at(filled_qty, i[fil], ev["qty"][fil])
-        done = ok & (((kind == OrderEventKind.FILLED) & (ev["leaves_qty"] <= 0.0)) | (kind == OrderEventKind.CANCELED)
-                     | (kind == OrderEventKind.REJECTED) | (kind == OrderEventKind.EXPIRED))
-        np.maximum.at(end, i[done], ev["ts_exch"][done])
+        row_seq = e["order_seq"]
+        if seqs[0] >= 0 and int(seqs[-1]) - int(seqs[0]) == n - 1 and (n == 1 or bool((np.diff(seqs) == 1).all())):
+            # Consecutive sequence numbers (the usual case): the order of a row is its offset from the first.
+            j = row_seq.astype(np.int64) - int(seqs[0])
+            row_order = np.where((row_seq >= 0) & (j >= 0) & (j < n), j, -1)
+        else:
+            i = np.clip(np.searchsorted(seqs, row_seq), 0, n - 1)
+            row_order = np.where((row_seq >= 0) & (seqs[i] == row_seq), i, -1).astype(np.int64)
+        accept, queue, first_fill, filled_qty, end = order_outcomes_nb(
+            row_order, np.ascontiguousarray(e["kind"]), np.ascontiguousarray(e["ts_exch"]),
+            np.ascontiguousarray(e["qty"]), np.ascontiguousarray(e["leaves_qty"]),
+            np.ascontiguousarray(e["queue_ahead_qty"]), n, int(OrderEventKind.ACCEPTED), int(OrderEventKind.FILLED),
+            int(OrderEventKind.CANCELED), int(OrderEventKind.REJECTED), int(OrderEventKind.EXPIRED))
+    else:
+        first_fill = np.full(0, -1, dtype=np.int64)
+        accept = np.full(0, -1, dtype=np.int64)
+        end = np.full(0, -1, dtype=np.int64)
+        filled_qty = np.zeros(0)
+        queue = np.full(0, np.nan)
     run_end = int(raw["arrays"].rs[0]["now"])
-    lab = order_labels({"ts_local": sent["ts_local"], "symbol_id": sent["symbol_id"], "side": sent["side"]},
+    lab = order_labels({"ts_local": sent_ts, "symbol_id": sent_sym, "side": sent_side},
                        first_fill, accept, end, run_end, mids_by_sym, horizons)
     # Features at the decision tick (state row of the same time and symbol).
-    key_s = s["ts_local"].astype(np.int64) * 4096 + s["symbol_id"]
-    key_o = sent["ts_local"].astype(np.int64) * 4096 + sent["symbol_id"]
-    order = np.argsort(key_s, kind="stable")
-    idx = np.searchsorted(key_s[order], key_o)
-    idx = np.clip(idx, 0, max(len(s) - 1, 0))
-    srow = s[order][idx] if len(s) else np.zeros(n, dtype=sim_state_row_dtype)
-    stick = tick[sent["symbol_id"]] if n else np.zeros(0)
-    mid_t = srow["mid_ticks"] if n else np.zeros(0)
-    bid_q = srow["bid_qty"] if n else np.zeros(0)
-    ask_q = srow["ask_qty"] if n else np.zeros(0)
+    stick = tick[sent_sym] if n else np.zeros(0)
+    if n and len(s):
+        key_s = s["ts_local"].astype(np.int64) * 4096 + s["symbol_id"]
+        key_o = sent_ts.astype(np.int64) * 4096 + sent_sym
+        order = np.argsort(key_s, kind="stable")
+        idx = np.clip(np.searchsorted(key_s[order], key_o), 0, len(s) - 1)
+        srow = order[idx]
+        mid_t = s["mid_ticks"][srow]
+        bid_q = s["bid_qty"][srow]
+        ask_q = s["ask_qty"][srow]
+        bb_t = s["best_bid_ticks"][srow]
+        ba_t = s["best_ask_ticks"][srow]
+        pos = s["position"][srow]
+    else:
+        z = np.zeros(n, dtype=sim_state_row_dtype)
+        mid_t, bid_q, ask_q, bb_t, ba_t, pos = (z[c] for c in ("mid_ticks", "bid_qty", "ask_qty", "best_bid_ticks",
+                                                                "best_ask_ticks", "position"))
     with np.errstate(invalid="ignore", divide="ignore"):
         imb = (bid_q - ask_q) / (bid_q + ask_q)
-    spread = np.where((srow["best_bid_ticks"] > -(2**61)) & (srow["best_ask_ticks"] < 2**61),
-                      (srow["best_ask_ticks"] - srow["best_bid_ticks"]).astype(np.float64), np.nan) if n else np.zeros(0)
+    spread = np.where((bb_t > -(2**61)) & (ba_t < 2**61), (ba_t - bb_t).astype(np.float64), np.nan) if n else np.zeros(0)
+    sent_px = e["price_ticks"][sent_rows]
     return pl.DataFrame({
-        "ts_decision": sent["ts_local"],
-        "symbol": names[sent["symbol_id"]].astype(str) if n else np.zeros(0, dtype=str),
-        "order_seq": seqs, "order_id": sent["order_id"], "side": sent["side"],
-        "price": sent["price_ticks"] * stick, "qty": sent["qty"],
-        "mid": mid_t * stick, "distance_ticks": sent["side"] * (mid_t - sent["price_ticks"]),
+        "ts_decision": sent_ts,
+        "symbol": _code_names(names, sent_sym),
+        "order_seq": seqs, "order_id": e["order_id"][sent_rows], "side": sent_side,
+        "price": sent_px * stick, "qty": e["qty"][sent_rows],
+        "mid": mid_t * stick, "distance_ticks": sent_side * (mid_t - sent_px),
         "spread_ticks": spread, "bid_qty": bid_q, "ask_qty": ask_q, "imbalance": imb,
-        "position": srow["position"] if n else np.zeros(0),
+        "position": pos if n else np.zeros(0),
         "accepted": accept >= 0, "queue_ahead_qty": queue, "filled_qty": filled_qty,
         "accept_ts": accept, "first_fill_ts": first_fill, "end_ts": end, **lab,
     })
@@ -724,7 +1101,7 @@ def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict) -> dict:
     eta = labels.filter(~labels["censored"])["queue_eta_ms"].drop_nans().to_numpy() if n_sent else np.zeros(0)
     summary = {
         "events": int(raw["events"]),
-        "events_bbo_skipped": int(raw["events_bbo_skipped"]),
+        "events_bbo_skipped": int(raw["events_bbo_skipped"]) + int(getattr(specs, "bbo_rows", 0)),
         "wall_s": None,
         "loop_s": float(raw["loop_s"]),
         "jit_s": float(raw["jit_s"]),
@@ -776,7 +1153,7 @@ def _equity_series(state) -> np.ndarray:
 
 def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[SymbolSpec] | None = None,
                  window_ns: int | None = None, latency_table: np.ndarray | None = None,
-                 strategy=None) -> BacktestResult:
+                 strategy=None, progress=None) -> BacktestResult:
     """Run the configured strategy over the configured data and return frames, summary and provenance.
 
     Parameters
@@ -788,6 +1165,7 @@ def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[
     window_ns : replay window length for store data (default: UTC days of local time).
     latency_table : int64 array (n, 3) of req_ts, exch_ts, resp_ts overriding ``cfg.sim.latency_table``.
     strategy : a ``StrategySpec`` overriding ``cfg.strategy.name`` (e.g. ``scripted_strategy_spec(script)``).
+    progress : ``progress(events_done, events_total)`` called as the loop advances (see :func:`simulate`).
     """
     t_start = time.perf_counter()
     if events is not None:
@@ -801,9 +1179,25 @@ def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[
     lat = latency_table
     if lat is None and cfg.sim.latency_model == "empirical":
         lat = load_latency_table(cfg.sim.latency_table)
-    raw = simulate(cfg, specs, windows, lat_table=lat, strategy=strategy)
+    if strategy is None and cfg.model.id:
+        # Model scores in the loop: every decision tick is scored in one batch before the run (mmlab.ml.loop_scores).
+        from mmlab.ml.loop_scores import model_strategy_spec
+
+        strategy = model_strategy_spec(cfg, events=events, symbols=symbols, window_ns=window_ns, latency_table=lat)
+    if strategy is None and cfg.allocator.enabled:
+        from mmlab.sim.allocated_strategy import allocated_strategy_spec
+
+        strategy = allocated_strategy_spec(cfg=cfg)
+    raw = simulate(cfg, specs, windows, lat_table=lat, strategy=strategy, progress=progress)
     frames = _build_frames(cfg, specs, raw)
     summary = _summary(cfg, specs, raw, frames)
+    decisions, stage_latency = decision_outputs(specs, raw)
+    if stage_latency is not None:
+        summary["stage_latency_ns"] = stage_latency
+    extra: dict = {}
+    if getattr(strategy, "outputs", None) is not None:
+        extra, more = strategy.outputs(cfg, specs, raw["arrays"].strat_params)
+        summary.update(more)
     wall = time.perf_counter() - t_start
     summary["wall_s"] = wall
     meta = {
@@ -816,7 +1210,8 @@ def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[
         "wall_s": wall,
     }
     return BacktestResult(fills=frames["fills"], orders=frames["orders"], state=frames["state"],
-                          labels=frames["labels"], mids=frames["mids"], summary=summary, meta=meta, config=cfg)
+                          labels=frames["labels"], mids=frames["mids"], summary=summary, meta=meta, config=cfg,
+                          decisions=decisions, extra=extra)
 
 
 def _versions() -> dict:
@@ -849,9 +1244,9 @@ def run_id(result: BacktestResult) -> str:
 def write_run(result: BacktestResult, out_dir: str | os.PathLike | None = None) -> Path:
     """Write the run directory of ARCHITECTURE.md section 5 and return its path.
 
-    Files: config.toml, manifest.json, summary.json, fills/orders/state/labels.parquet. Only ``wall_s``-like
-    fields of summary.json and manifest.json depend on the machine; everything else is a pure function of
-    (data, config, seed).
+    Files: config.toml, manifest.json, summary.json, fills/orders/state/labels.parquet, decisions.parquet. Only
+    ``wall_s``-like fields of summary.json and manifest.json (and stage timings, when sampled) depend on the
+    machine; everything else is a pure function of (data, config, seed).
     """
     rid = run_id(result)
     if out_dir is None:
@@ -874,4 +1269,8 @@ def write_run(result: BacktestResult, out_dir: str | os.PathLike | None = None) 
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True))
     for name in ("fills", "orders", "state", "labels"):
         getattr(result, name).write_parquet(out / f"{name}.parquet", statistics=True)
+    if result.decisions is not None:
+        result.decisions.write_parquet(out / "decisions.parquet", statistics=True)
+    for name, frame in result.extra.items():
+        frame.write_parquet(out / f"{name}.parquet", statistics=True)
     return out

@@ -29,13 +29,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from mmlab.data.book_nb import NO_ASK_TICK, NO_BID_TICK, book_apply_nb, book_level_qty_nb
+from mmlab.data.book_nb import (
+    NO_ASK_TICK,
+    NO_BID_TICK,
+    book_apply_nb,
+    book_level_qty_nb,
+)
+from mmlab.sim.clock_nb import cycles_nb
 from mmlab.sim.fees_nb import fee_nb, notional_nb, pnl_nb
 from mmlab.sim.latency_nb import entry_latency_nb, response_latency_nb
 from mmlab.sim.queue_nb import queue_exec_qty_nb, queue_on_depth_nb, queue_on_trade_nb
 from mmlab.types import (
+    STAGE_TIMERS_MAX,
     ActionKind,
     ExchangeModelId,
+    HookEvents,
     Kind,
     LoopStatus,
     OrderEventKind,
@@ -118,6 +126,10 @@ _PLACE = int(ActionKind.PLACE)
 _CANCEL = int(ActionKind.CANCEL)
 _MODIFY = int(ActionKind.MODIFY)
 
+_HOOK_BOOK_ROWS = int(HookEvents.BOOK_ROWS)
+_HOOK_BOOK_MESSAGES = int(HookEvents.BOOK_MESSAGES)
+_HOOK_TRADES = int(HookEvents.TRADES)
+
 _HORIZON = int(LoopStatus.HORIZON)
 _FLUSH = int(LoopStatus.FLUSH)
 _FINISHED = int(LoopStatus.FINISHED)
@@ -174,7 +186,7 @@ def _write_order_event_nb(oev, rs, orders, slot, ts_local, ts_exch, kind, price_
 
 
 @njit(cache=True, error_model="numpy")
-def _write_local_reject_nb(oev, rs, ts_local, symbol_id, action, kind, reason):
+def _write_local_reject_nb(oev, rs, ss, ts_local, symbol_id, action, kind, reason):
     """An action refused before it left the strategy (no order slot involved)."""
     i = rs[0].n_order_event_rows
     e = oev[i]
@@ -194,7 +206,7 @@ def _write_local_reject_nb(oev, rs, ts_local, symbol_id, action, kind, reason):
     e.order_type = action.order_type
     e.tif = action.tif
     rs[0].n_order_event_rows = i + 1
-    rs[0].n_local_rejects += 1
+    rs[ss[symbol_id].group].n_local_rejects += 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -297,6 +309,19 @@ def _alloc_slot_nb(orders, rs):
     return -1
 
 
+@njit(cache=True, error_model="numpy")
+def _alloc_batch_slot_nb(orders, rs, ss, s):
+    """A parameter batch's slot for instance ``s``: the lowest free one of its own share of ``orders`` (its
+    orders stay in a few hot cache lines; a run's results never depend on which slot an order gets)."""
+    share = orders.shape[0] // ss.shape[0]
+    base = s * share
+    for i in range(base, base + share):
+        if not orders[i].used:
+            rs[0].n_slots_used += 1
+            return i
+    return -1
+
+
 # ------------------------------------------------------------------------------------------------ messaging
 
 
@@ -335,7 +360,7 @@ def _push_response_nb(sp, rs, ss, resp_ring, lat_table, orders, oev, book, s, sl
     if (kind == _EV_ACCEPTED or kind == _EV_MODIFIED) and orders[slot].accept_ts == t_exch:
         queue = orders[slot].queue_ahead_entry_qty
     _write_order_event_nb(oev, rs, orders, slot, ts, t_exch, kind, price_ticks, ev_qty, leaves_qty, reason,
-                          _mid_ticks_nb(book, s), queue)
+                          _mid_ticks_nb(book, ss[s].book_id), queue)
     return ts
 
 
@@ -365,7 +390,7 @@ def _push_request_nb(sp, rs, ss, req_ring, lat_table, orders, s, slot, t_local, 
     orders[slot].inflight += 1
     if ts < rs[0].next_req_ts:
         rs[0].next_req_ts = ts
-    rs[0].n_requests += 1
+    rs[ss[s].group].n_requests += 1
     return ts
 
 
@@ -377,7 +402,7 @@ def _exch_fill_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book
                   maker, price_ticks, qty, req_seq):
     """One fill at the exchange: order, exchange account, fill row and report. Returns False if the report queue is full."""
     o = orders[slot]
-    spar = sym[s]
+    spar = sym[ss[s].book_id]
     o.exch_leaves_qty -= qty
     o.exch_filled_qty += qty
     o.n_fills += 1
@@ -420,12 +445,18 @@ def _exch_fill_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book
         f.time_in_queue_ns = 0
     f.sent_ts = o.sent_ts
     f.mid_send_ticks = o.mid_send_ticks
-    f.mid_fill_ticks = _mid_ticks_nb(book, s)
+    f.mid_fill_ticks = _mid_ticks_nb(book, ss[s].book_id)
     f.position_after = ss[s].exch_position
     f.leaves_qty = o.exch_leaves_qty
     f.side = o.side
     f.maker = maker
     rs[0].n_fill_rows = i + 1
+    # The report carries the rest of the fill row (the strategy's on_fill hook receives it whole).
+    m = resp_ring[s, (ss[s].resp_tail - 1) % resp_ring.shape[1]]
+    m.fill_queue_ahead_qty = f.queue_ahead_qty
+    m.fill_time_in_queue_ns = f.time_in_queue_ns
+    m.fill_mid_ticks = f.mid_fill_ticks
+    m.fill_position_after = f.position_after
     if was_resting and o.exch_status == _ST_FILLED:
         _exch_remove_resting_nb(orders, exch_list, ss, s, slot)
     return True
@@ -476,13 +507,14 @@ def _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid
              fills, s, slot, t, req_seq):
     """Execute an order that takes liquidity on arrival; its status afterwards says what is left."""
     o = orders[slot]
-    lot = sym[s].lot_size
+    bk = ss[s].book_id  # the instance's symbol: its book and symbol parameters
+    lot = sym[bk].lot_size
     if o.side == _BID:
-        best = book[s].best_ask_tick
+        best = book[bk].best_ask_tick
         has_best = best != NO_ASK_TICK
         book_side = _ASK
     else:
-        best = book[s].best_bid_tick
+        best = book[bk].best_bid_tick
         has_best = best != NO_BID_TICK
         book_side = _BID
     if not has_best:
@@ -508,7 +540,7 @@ def _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid
         enough = False
         for k in range(n_ticks):
             p = best + k if o.side == _BID else best - k
-            q = book_level_qty_nb(book, bid_qty, ask_qty, s, book_side, p) - _consumed_qty_nb(consumed, ss, s, book_side, p)
+            q = book_level_qty_nb(book, bid_qty, ask_qty, bk, book_side, p) - _consumed_qty_nb(consumed, ss, s, book_side, p)
             if q > 0.0:
                 avail += q
             if np.floor(avail / lot + 0.5) >= np.floor(o.exch_leaves_qty / lot + 0.5):
@@ -524,7 +556,7 @@ def _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid
         if n_levels >= MAX_SWEEP_LEVELS:
             break
         p = best + k if o.side == _BID else best - k
-        q = book_level_qty_nb(book, bid_qty, ask_qty, s, book_side, p) - _consumed_qty_nb(consumed, ss, s, book_side, p)
+        q = book_level_qty_nb(book, bid_qty, ask_qty, bk, book_side, p) - _consumed_qty_nb(consumed, ss, s, book_side, p)
         if q > 0.0:
             exec_qty = min(q, o.exch_leaves_qty)
             _consume_nb(consumed, ss, s, book_side, p, exec_qty)
@@ -558,10 +590,10 @@ def _exch_enter_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, boo
         return _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed,
                         oev, fills, s, slot, t, req_seq)
     if o.side == _BID:
-        crosses = price >= book[s].best_ask_tick
+        crosses = price >= book[ss[s].book_id].best_ask_tick
         book_side = _BID
     else:
-        crosses = price <= book[s].best_bid_tick
+        crosses = price <= book[ss[s].book_id].best_bid_tick
         book_side = _ASK
     if crosses:
         if o.tif == _GTX:
@@ -582,7 +614,7 @@ def _exch_enter_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, boo
                                  _ST_REJECTED, _R_CAPACITY, price, 0.0, o.exch_leaves_qty, 0.0, False,
                                  req_seq) >= 0
     # Join the back of the level's queue.
-    level = book_level_qty_nb(book, bid_qty, ask_qty, s, book_side, price)
+    level = book_level_qty_nb(book, bid_qty, ask_qty, ss[s].book_id, book_side, price)
     o.front_qty = level
     o.cum_trade_qty = 0.0
     o.queue_ahead_entry_qty = level
@@ -685,7 +717,7 @@ def _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
         side = _BID
     else:
         return True
-    lot = sym[s].lot_size
+    lot = sym[ss[s].book_id].lot_size
     partial = sp[0].exchange_model == _PARTIAL_MODEL
     avail = trade_qty  # quantity of this trade not yet used by our queue-front fills at its price
     j = 0
@@ -723,8 +755,8 @@ def _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
 @njit(cache=True, error_model="numpy")
 def _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, t, bb0, ba0):
     """The best bid rose to / the best ask fell to resting orders of ours: they fill (after a depth update)."""
-    bb1 = book[s].best_bid_tick
-    ba1 = book[s].best_ask_tick
+    bb1 = book[ss[s].book_id].best_bid_tick
+    ba1 = book[ss[s].book_id].best_ask_tick
     if bb1 > bb0 and ss[s].n_sell > 0 and ss[s].min_sell_tick <= bb1:
         if not _fill_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, t,
                                 _ASK, bb1):
@@ -813,6 +845,151 @@ def _exch_on_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
     return True
 
 
+#: Columns of a batch's per-symbol summary of its instances' resting orders (``_batch_bounds_nb``).
+_AGG_MIN_BUY, _AGG_MAX_BUY, _AGG_MIN_SELL, _AGG_MAX_SELL, _AGG_CONSUMED = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, error_model="numpy")
+def _batch_bounds_nb(ss, n_sym, agg):
+    """Per symbol, the price range of the resting orders of all its instances and whether any of them holds
+    consumed liquidity. Between request arrivals orders only leave (fills), so the ranges stay a superset."""
+    for s in range(n_sym):
+        agg[s, _AGG_MIN_BUY] = INT64_MAX
+        agg[s, _AGG_MAX_BUY] = -INT64_MAX
+        agg[s, _AGG_MIN_SELL] = INT64_MAX
+        agg[s, _AGG_MAX_SELL] = -INT64_MAX
+        agg[s, _AGG_CONSUMED] = 0
+    for i in range(ss.shape[0]):
+        s = ss[i].book_id
+        if ss[i].n_buy > 0:
+            agg[s, _AGG_MIN_BUY] = min(agg[s, _AGG_MIN_BUY], ss[i].min_buy_tick)
+            agg[s, _AGG_MAX_BUY] = max(agg[s, _AGG_MAX_BUY], ss[i].max_buy_tick)
+        if ss[i].n_sell > 0:
+            agg[s, _AGG_MIN_SELL] = min(agg[s, _AGG_MIN_SELL], ss[i].min_sell_tick)
+            agg[s, _AGG_MAX_SELL] = max(agg[s, _AGG_MAX_SELL], ss[i].max_sell_tick)
+        agg[s, _AGG_CONSUMED] += ss[i].n_consumed
+
+
+@njit(cache=True, error_model="numpy")
+def _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed,
+                         oev, fills, mids, ev, n_sym, n_inst, agg):
+    """One market event at the exchange of a parameter batch: the symbol's book applies it once, then each
+    instance of the symbol (rows ``s, s + n_sym, ...`` of ``ss``) updates its queues and fills as a run of its
+    own would; ``agg`` (``_batch_bounds_nb``) skips the instances when none can be concerned. Returns False
+    when a report queue is full."""
+    s = np.int64(ev.symbol_id)
+    k = ev.kind
+    t = ev.ts_exch
+    side = np.int64(ev.side)
+    p = ev.price_ticks
+    if k == _DEPTH or k == _SNAPSHOT:
+        if side == _BID:
+            near = agg[s, _AGG_MIN_BUY] <= p and p <= agg[s, _AGG_MAX_BUY]
+        else:
+            near = agg[s, _AGG_MIN_SELL] <= p and p <= agg[s, _AGG_MAX_SELL]
+        if not near and agg[s, _AGG_CONSUMED] == 0:
+            # No instance has an order at p or consumed liquidity: the book, then crossed orders if any.
+            bb0 = book[s].best_bid_tick
+            ba0 = book[s].best_ask_tick
+            book_apply_nb(book, bid_qty, ask_qty, s, k, side, p, ev.qty)
+            bb1 = book[s].best_bid_tick
+            ba1 = book[s].best_ask_tick
+            if bb1 == bb0 and ba1 == ba0:
+                return True
+            if (bb1 > bb0 and agg[s, _AGG_MIN_SELL] <= bb1) or (ba1 < ba0 and agg[s, _AGG_MAX_BUY] >= ba1):
+                for i in range(s, n_inst, n_sym):
+                    if (bb1 > bb0 and ss[i].n_sell > 0 and ss[i].min_sell_tick <= bb1) or (
+                            ba1 < ba0 and ss[i].n_buy > 0 and ss[i].max_buy_tick >= ba1):
+                        if not _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book,
+                                                   oev, fills, i, t, bb0, ba0):
+                            return False
+            _write_mid_nb(mids, rs, t, s, bb1, ba1)
+            return True
+    if k == _TRADE:
+        if (side == _BID and agg[s, _AGG_MIN_SELL] > p) or (side == _ASK and agg[s, _AGG_MAX_BUY] < p) or (
+                side != _BID and side != _ASK):
+            return True
+        for i in range(s, n_inst, n_sym):
+            if (side == _BID and ss[i].n_sell > 0 and ss[i].min_sell_tick <= p) or (
+                    side == _ASK and ss[i].n_buy > 0 and ss[i].max_buy_tick >= p):
+                if not _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills,
+                                         i, t, side, p, ev.qty):
+                    return False
+        return True
+    bb0 = book[s].best_bid_tick
+    ba0 = book[s].best_ask_tick
+    if k == _DEPTH or k == _SNAPSHOT:
+        any_at = False
+        for i in range(s, n_inst, n_sym):
+            if ss[i].n_consumed > 0:
+                _forget_consumed_nb(consumed, ss, i, side, p)
+            if side == _BID:
+                any_at |= ss[i].n_buy > 0 and ss[i].min_buy_tick <= p and p <= ss[i].max_buy_tick
+            else:
+                any_at |= ss[i].n_sell > 0 and ss[i].min_sell_tick <= p and p <= ss[i].max_sell_tick
+        prev_qty = 0.0
+        if any_at:
+            prev_qty = _level_qty_nb(book, bid_qty, ask_qty, s, side, p)
+        book_apply_nb(book, bid_qty, ask_qty, s, k, side, p, ev.qty)
+        if any_at:
+            new_qty = _level_qty_nb(book, bid_qty, ask_qty, s, side, p)
+            for i in range(s, n_inst, n_sym):
+                if side == _BID:
+                    at = ss[i].n_buy > 0 and ss[i].min_buy_tick <= p and p <= ss[i].max_buy_tick
+                else:
+                    at = ss[i].n_sell > 0 and ss[i].min_sell_tick <= p and p <= ss[i].max_sell_tick
+                if at:
+                    _exch_on_depth_queue_nb(sp, orders, exch_list, ss, i, side, p, prev_qty, new_qty)
+        bb1 = book[s].best_bid_tick
+        ba1 = book[s].best_ask_tick
+        if bb1 != bb0 or ba1 != ba0:
+            if bb1 > bb0 or ba1 < ba0:
+                for i in range(s, n_inst, n_sym):
+                    if (bb1 > bb0 and ss[i].n_sell > 0 and ss[i].min_sell_tick <= bb1) or (
+                            ba1 < ba0 and ss[i].n_buy > 0 and ss[i].max_buy_tick >= ba1):
+                        if not _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book,
+                                                   oev, fills, i, t, bb0, ba0):
+                            return False
+            _write_mid_nb(mids, rs, t, s, bb1, ba1)
+        return True
+    if k == _CLEAR:
+        book_apply_nb(book, bid_qty, ask_qty, s, k, side, p, ev.qty)
+        for i in range(s, n_inst, n_sym):
+            if ss[i].n_consumed > 0:
+                _forget_consumed_nb(consumed, ss, i, side, INT64_MAX)
+        if book[s].best_bid_tick != bb0 or book[s].best_ask_tick != ba0:
+            _write_mid_nb(mids, rs, t, s, book[s].best_bid_tick, book[s].best_ask_tick)
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _finish_groups_nb(rs, ss, n_sym, t_dc, interval, t_market):
+    """At a decision tick after the last market event: each parameter set without requests or reports in flight
+    is done (its own run would have ended here) and gets its final time; returns the number still running."""
+    n_grp = rs.shape[0]
+    running = 0
+    for g in range(n_grp):
+        i0 = g * n_sym
+        if ss[i0].done:
+            continue
+        idle = True
+        last = t_market
+        for i in range(i0, i0 + n_sym):
+            if ss[i].req_head < ss[i].req_tail or ss[i].resp_head < ss[i].resp_tail:
+                idle = False
+                break
+            last = max(last, ss[i].last_msg_ts)
+        if not idle:
+            running += 1
+            continue
+        if rs[g].n_decisions > 0:
+            last = max(last, t_dc - interval)
+        rs[g].now = last
+        for i in range(i0, i0 + n_sym):
+            ss[i].done = True
+    return running
+
+
 # ------------------------------------------------------------------------------------------- local: reports
 
 
@@ -832,7 +1009,7 @@ def _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s):
     kind = m.kind
     answers = m.req_seq == o.req_seq
     if kind == _EV_FILLED:
-        spar = sym[s]
+        spar = sym[ss[s].book_id]
         price = m.price_ticks * spar.tick_size
         notional = notional_nb(spar.contract_type, spar.contract_size, price, m.qty)
         ss[s].position += o.side * m.qty
@@ -901,22 +1078,25 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
     if kind == _PLACE:
         valid = a.qty > 0.0 and (a.side == _BID or a.side == _ASK) and (a.order_type == _LIMIT or a.order_type == _MARKET)
         if not valid or a.tif < _GTC or a.tif > _FOK:
-            _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_INVALID)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_INVALID)
             return
         if _find_local_nb(orders, local_list, ss, s, a.order_id) >= 0:
-            _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_DUPLICATE)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_DUPLICATE)
             return
         if ss[s].n_local >= local_list.shape[1]:
-            _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_CAPACITY)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_CAPACITY)
             return
-        slot = _alloc_slot_nb(orders, rs)
+        if rs.shape[0] > 1:
+            slot = _alloc_batch_slot_nb(orders, rs, ss, s)
+        else:
+            slot = _alloc_slot_nb(orders, rs)
         if slot < 0:
-            _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_CAPACITY)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_CAPACITY)
             return
         o = orders[slot]
         o.used = True
         o.order_id = a.order_id
-        o.order_seq = rs[0].order_seq
+        o.order_seq = rs[ss[s].group].order_seq
         o.symbol_id = s
         o.side = a.side
         o.order_type = a.order_type
@@ -947,10 +1127,10 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
         if ts < 0:
             o.used = False
             rs[0].n_slots_used -= 1
-            _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_CAPACITY)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_CAPACITY)
             return
-        rs[0].order_seq += 1
-        rs[0].n_orders += 1
+        rs[ss[s].group].order_seq += 1
+        rs[ss[s].group].n_orders += 1
         local_list[s, ss[s].n_local] = slot
         ss[s].n_local += 1
         _write_order_event_nb(oev, rs, orders, slot, t, ts, _EV_SENT, a.price_ticks, a.qty, a.qty, _R_NONE, mid,
@@ -960,14 +1140,14 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
         rej_kind = _EV_CANCEL_REJECTED if kind == _CANCEL else _EV_MODIFY_REJECTED
         slot = _find_local_nb(orders, local_list, ss, s, a.order_id)
         if slot < 0:
-            _write_local_reject_nb(oev, rs, t, s, a, rej_kind, _R_UNKNOWN)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, rej_kind, _R_UNKNOWN)
             return
         o = orders[slot]
         if o.local_req != _REQ_NONE or o.local_status == _ST_NONE:
-            _write_local_reject_nb(oev, rs, t, s, a, rej_kind, _R_IN_FLIGHT)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, rej_kind, _R_IN_FLIGHT)
             return
         if kind == _MODIFY and not (a.qty > 0.0):
-            _write_local_reject_nb(oev, rs, t, s, a, rej_kind, _R_INVALID)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, rej_kind, _R_INVALID)
             return
         req_seq = o.req_seq + 1
         if kind == _CANCEL:
@@ -977,7 +1157,7 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
             ts = _push_request_nb(sp, rs, ss, req_ring, lat_table, orders, s, slot, t, _REQ_MODIFY, a.price_ticks,
                                   a.qty, req_seq)
         if ts < 0:
-            _write_local_reject_nb(oev, rs, t, s, a, rej_kind, _R_CAPACITY)
+            _write_local_reject_nb(oev, rs, ss, t, s, a, rej_kind, _R_CAPACITY)
             return
         o.req_seq = req_seq
         o.last_req_ts = t
@@ -994,7 +1174,7 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
             _write_order_event_nb(oev, rs, orders, slot, t, ts, _EV_MODIFY_SENT, a.price_ticks, a.qty, a.qty,
                                   _R_NONE, mid, np.nan)
         return
-    _write_local_reject_nb(oev, rs, t, s, a, _EV_REJECTED, _R_INVALID)
+    _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_INVALID)
 
 
 @njit(cache=True, error_model="numpy")
@@ -1023,7 +1203,8 @@ def _build_view_nb(orders, local_list, ss, s, view):
 def _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t, quotes, n_quotes, n_actions, n_working,
                     reason):
     n_sym = sp[0].n_symbols
-    b = n_sym + s
+    bk = ss[s].book_id
+    b = n_sym + bk
     i = rs[0].n_state_rows
     r = states[i]
     r.ts_local = t
@@ -1059,7 +1240,7 @@ def _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t, quote
     r.position = ss[s].position
     r.balance = ss[s].balance
     r.fees = ss[s].fees
-    spar = sym[s]
+    spar = sym[bk]
     if np.isnan(mid):
         r.pnl = np.nan
     else:
@@ -1069,33 +1250,133 @@ def _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t, quote
     rs[0].n_state_rows = i + 1
 
 
+@njit(cache=True, error_model="numpy")
+def _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t, quotes, n_quotes, actions,
+                       n_actions, reason, tick_ns, timed, n_timers, ns_per_cycle):
+    """One decisions row plus its desired quotes and emitted actions; collects the strategy's stage timers."""
+    i = rs[0].n_decision_rows
+    d = decisions[i]
+    d.ts_local = t
+    d.symbol_id = s
+    d.n_quotes = n_quotes
+    d.n_actions = n_actions
+    d.reason = reason
+    d.tick_ns = tick_ns
+    for k in range(STAGE_TIMERS_MAX):
+        if timed and k < n_timers:
+            d.stage_ns[k] = np.int64(strat_state[s, 1 + k] * ns_per_cycle + 0.5)
+        else:
+            d.stage_ns[k] = -1
+    if timed and n_timers > 0:
+        strat_state[s, 0] = 0.0
+    rs[0].n_decision_rows = i + 1
+    j = rs[0].n_decision_quote_rows
+    for k in range(n_quotes):
+        q = quotes[k]
+        r = dec_quotes[j + k]
+        r.price_ticks = q.price_ticks
+        r.qty = q.qty
+        r.level = q.level
+        r.side = q.side
+    rs[0].n_decision_quote_rows = j + n_quotes
+    j = rs[0].n_decision_action_rows
+    for k in range(n_actions):
+        dec_actions[j + k] = actions[k]
+    rs[0].n_decision_action_rows = j + n_actions
+
+
+@njit(cache=True, error_model="numpy")
+def _fill_record_nb(fill_rec, m, o, s):
+    """The fill row (``fill_dtype``) of fill report ``m`` of order slot ``o``, for the on_fill hook."""
+    f = fill_rec[0]
+    f.ts_exch = m.ts_origin
+    f.ts_local = m.ts
+    f.order_id = o.order_id
+    f.order_seq = o.order_seq
+    f.symbol_id = s
+    f.price_ticks = m.price_ticks
+    f.qty = m.qty
+    f.fee = m.fee
+    f.queue_ahead_qty = m.fill_queue_ahead_qty
+    f.time_in_queue_ns = m.fill_time_in_queue_ns
+    f.sent_ts = o.sent_ts
+    f.mid_send_ticks = o.mid_send_ticks
+    f.mid_fill_ticks = m.fill_mid_ticks
+    f.position_after = m.fill_position_after
+    f.leaves_qty = m.leaves_qty
+    f.side = o.side
+    f.maker = m.maker
+
+
+@njit(cache=True)
+def noop_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state):
+    """The on_event hook of strategies without one (never called: ``has_on_event`` is False)."""
+    return
+
+
+@njit(cache=True)
+def noop_on_fill_nb(symbol_id, now_ns, fill, params, state):
+    """The on_fill hook of strategies without one (never called: ``has_on_fill`` is False)."""
+    return
+
+
 # -------------------------------------------------------------------------------------------------- the loop
 
 
 @njit(cache=True, error_model="numpy")
 def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid_qty, ask_qty, orders, exch_list,
-                local_list, req_ring, resp_ring, consumed, lat_table, decide, strat_params, strat_state, view,
-                quotes, actions, counts, fills, oev, states, mids):
+                local_list, req_ring, resp_ring, consumed, lat_table, decide, on_event, on_fill, strat_params,
+                strat_state, view, quotes, actions, counts, fills, oev, states, mids, decisions, dec_quotes,
+                dec_actions, fill_rec):
     """Run the event loop over one window until ``horizon`` (exclusive); returns a ``LoopStatus``.
 
     ``decide`` is a first-class strategy function (signature in ``mmlab.sim.grid_nb``), called once per symbol
-    at each decision tick with the local book, the symbol's active orders and its params/state rows.
+    at each decision tick with the local book, the symbol's active orders and its params/state rows. The hooks
+    ``on_event(symbol_id, ev, book, bid_qty, ask_qty, b, params, state)`` (every local market event, after the
+    local book ``b`` applied it) and ``on_fill(symbol_id, now_ns, fill, params, state)`` (every fill report, at
+    its arrival, after the local account took it) are called only when ``sp.has_on_event`` / ``has_on_fill``;
+    ``on_event`` only for the events ``sp.on_event_mask`` selects (``HookEvents``: every row by default).
+    Each decision writes a row to ``decisions`` with its quotes and actions in ``dec_quotes`` / ``dec_actions``;
+    a fraction ``sp.trace_fraction`` of the ticks is timed (cycle counter): the tick's time, and the strategy's
+    ``sp.n_stage_timers`` stage timers, read from ``strat_state[s, 1:]`` after the loop set ``strat_state[s, 0]``
+    to 1 (cycles; the loop converts them to ns with ``sp.ns_per_cycle``).
 
     The four streams only meet at decision ticks and at the exchange: local market events touch only the local
     books, reports only the local order view and account, market events and requests only the exchange side.
     So each stream runs in long batches in its own time order (market events before requests at equal
     times), and a decision tick runs once every stream has passed it; the result is the same as one merged
     time order with hftbacktest's tie rules, at a fraction of the switching cost.
+
+    Parameter batches: with ``rs`` of K records, the rows of ``ss`` (and of the order lists, rings, consumed
+    table, strategy params/state) are K * n_symbols instances, instance ``i`` = parameter set ``i // n_symbols``
+    (``ss[i].group``) on symbol ``i % n_symbols`` (``ss[i].book_id``). Our orders never move the replayed market,
+    so the books apply each event once and every instance of the symbol reacts to it as its own run would; each
+    parameter set counts its orders in ``rs[group]`` and stops deciding at the tick where its own run would end.
+    Output rows carry the instance in ``symbol_id``. With one record (K = 1) instance = symbol.
     """
     n_sym = sp[0].n_symbols
+    n_inst = ss.shape[0]
+    batch = rs.shape[0] > 1
+    agg = np.empty((n_sym if batch else 0, 5), dtype=np.int64)
     interval = sp[0].interval_ns
     nl = local_ev.shape[0]
     ne = exch_ev.shape[0]
     fill_room = exch_list.shape[1] + MAX_SWEEP_LEVELS + 8
-    oev_room = n_sym * (actions.shape[0] + 8) + 2 * exch_list.shape[1] + MAX_SWEEP_LEVELS + 8
+    oev_room = n_inst * (actions.shape[0] + 8) + 2 * exch_list.shape[1] + MAX_SWEEP_LEVELS + 8
     fill_cap = fills.shape[0] - fill_room
     oev_cap = oev.shape[0] - oev_room
     mid_cap = mids.shape[0] - 2
+    has_on_event = sp[0].has_on_event
+    ev_mask = sp[0].on_event_mask
+    hook_book_rows = (ev_mask & _HOOK_BOOK_ROWS) != 0
+    hook_book_msgs = (ev_mask & _HOOK_BOOK_MESSAGES) != 0
+    hook_trades = (ev_mask & _HOOK_TRADES) != 0
+    has_on_fill = sp[0].has_on_fill
+    n_timers = min(sp[0].n_stage_timers, STAGE_TIMERS_MAX)
+    trace_fraction = sp[0].trace_fraction
+    ns_per_cycle = sp[0].ns_per_cycle
+    dq_room = n_inst * quotes.shape[0]
+    da_room = n_inst * actions.shape[0]
     i_l = rs[0].i_local
     i_e = rs[0].i_exch
     n_local_events = 0
@@ -1104,7 +1385,10 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
     status = _HORIZON
     while True:
         if (rs[0].n_fill_rows > fill_cap or rs[0].n_order_event_rows > oev_cap
-                or rs[0].n_state_rows + n_sym > states.shape[0] or rs[0].n_mid_rows >= mid_cap):
+                or rs[0].n_state_rows + n_inst > states.shape[0] or rs[0].n_mid_rows >= mid_cap
+                or rs[0].n_decision_rows + n_inst > decisions.shape[0]
+                or rs[0].n_decision_quote_rows + dq_room > dec_quotes.shape[0]
+                or rs[0].n_decision_action_rows + da_room > dec_actions.shape[0]):
             status = _FLUSH
             break
         t_dc = rs[0].next_decision_ts
@@ -1117,7 +1401,21 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
             # common case (no own order concerned) is handled inline: a call per event costs more than the book.
             lim_e = min(t_eo, lim)
             ok = True
-            while True:
+            if batch:
+                _batch_bounds_nb(ss, n_sym, agg)
+            while batch:
+                # A parameter batch: the book applies each event once, then every instance of its symbol.
+                ok = _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty,
+                                          ask_qty, consumed, oev, fills, mids, exch_ev[i_e], n_sym, n_inst, agg)
+                i_e += 1
+                n_exch_events += 1
+                if not ok or i_e >= ne or rs[0].n_mid_rows >= mid_cap:
+                    break
+                if rs[0].n_fill_rows > fill_cap or rs[0].n_order_event_rows > oev_cap:
+                    break
+                if exch_ev[i_e].ts_exch > lim_e:
+                    break
+            while not batch:
                 ev = exch_ev[i_e]
                 s = np.int64(ev.symbol_id)
                 k = ev.kind
@@ -1182,7 +1480,10 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
             continue
         if t_eo <= lim:
             # Every request due now, symbol by symbol (hftbacktest takes all of one asset's due requests at once).
-            for s in range(n_sym):
+            qcap = req_ring.shape[1]
+            for s in range(n_inst):
+                if ss[s].req_head < ss[s].req_tail and req_ring[s, ss[s].req_head % qcap].ts == t_eo:
+                    ss[s].last_msg_ts = t_eo
                 while ss[s].req_head < ss[s].req_tail and req_ring[s, ss[s].req_head % req_ring.shape[1]].ts == t_eo:
                     if rs[0].n_fill_rows > fill_cap or rs[0].n_order_event_rows > oev_cap:
                         break
@@ -1205,6 +1506,14 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
                 if k == _DEPTH or k == _SNAPSHOT or k == _CLEAR:
                     book_apply_nb(book, bid_qty, ask_qty, n_sym + np.int64(ev.symbol_id), k, np.int64(ev.side),
                                   ev.price_ticks, ev.qty)
+                    if has_on_event and (hook_book_rows or (hook_book_msgs and ev.batch_end)):
+                        sid = np.int64(ev.symbol_id)
+                        for inst in range(sid, n_inst, n_sym):
+                            on_event(inst, ev, book, bid_qty, ask_qty, n_sym + sid, strat_params, strat_state)
+                elif k == _TRADE and has_on_event and hook_trades:
+                    sid = np.int64(ev.symbol_id)
+                    for inst in range(sid, n_inst, n_sym):
+                        on_event(inst, ev, book, bid_qty, ask_qty, n_sym + sid, strat_params, strat_state)
                 i_l += 1
                 n_local_events += 1
                 if i_l >= nl or local_ev[i_l].ts_local > lim:
@@ -1214,9 +1523,21 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
         t_lo = rs[0].next_resp_ts
         if t_lo <= lim:
             # Every report due now reaches the strategy (symbol by symbol, in arrival order).
-            for s in range(n_sym):
+            rcap = resp_ring.shape[1]
+            for s in range(n_inst):
+                if ss[s].resp_head < ss[s].resp_tail and resp_ring[s, ss[s].resp_head % rcap].ts == t_lo:
+                    ss[s].last_msg_ts = t_lo
                 while ss[s].resp_head < ss[s].resp_tail and resp_ring[s, ss[s].resp_head % resp_ring.shape[1]].ts == t_lo:
-                    _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s)
+                    if has_on_fill:
+                        m = resp_ring[s, ss[s].resp_head % resp_ring.shape[1]]
+                        is_fill = m.kind == _EV_FILLED
+                        if is_fill:
+                            _fill_record_nb(fill_rec, m, orders[m.slot], s)
+                        _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s)
+                        if is_fill:
+                            on_fill(np.int64(s), t_lo, fill_rec[0], strat_params, strat_state)
+                    else:
+                        _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s)
             now = max(now, t_lo)
             continue
         # Nothing else is due before the decision tick (or the horizon).
@@ -1225,9 +1546,30 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
         if is_final and t_ld == INT64_MAX and t_ed == INT64_MAX and t_lo == INT64_MAX and t_eo == INT64_MAX:
             # The tick happens only while something is left to happen after it (hftbacktest's elapse).
             status = _FINISHED
+            if batch:
+                t_market = max(local_ev[nl - 1].ts_local, exch_ev[ne - 1].ts_exch) if nl > 0 and ne > 0 else now
+                _finish_groups_nb(rs, ss, n_sym, t_dc, interval, t_market)
             break
-        for s in range(n_sym):
-            b = n_sym + s
+        if batch and is_final and t_ld == INT64_MAX and t_ed == INT64_MAX:
+            # Each parameter set ends where its own run would: at the first tick with nothing of its own left.
+            t_market = max(local_ev[nl - 1].ts_local, exch_ev[ne - 1].ts_exch) if nl > 0 and ne > 0 else now
+            if _finish_groups_nb(rs, ss, n_sym, t_dc, interval, t_market) == 0:
+                status = _FINISHED
+                break
+        # Ticks timed: an even spread of trace_fraction of them (deterministic).
+        timed = False
+        if trace_fraction > 0.0:
+            kd = rs[0].n_decisions
+            timed = np.floor((kd + 1) * trace_fraction) > np.floor(kd * trace_fraction)
+        for s in range(n_inst):
+            if ss[s].done:
+                continue
+            b = n_sym + ss[s].book_id
+            c0 = np.int64(0)
+            if timed:
+                if n_timers > 0:
+                    strat_state[s, 0] = 1.0
+                c0 = cycles_nb()
             n_view = _build_view_nb(orders, local_list, ss, s, view)
             counts[0] = 0
             counts[1] = 0
@@ -1238,14 +1580,24 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
             mid = _mid_ticks_nb(book, b)
             for k in range(n_a):
                 _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s, t_dc, actions[k], mid)
+            tick_ns = np.int64(-1)
+            if timed:
+                tick_ns = np.int64((cycles_nb() - c0) * ns_per_cycle + 0.5)
             _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t_dc, quotes, n_q, n_a, n_view,
                             reason)
-        rs[0].n_decisions += 1
+            _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t_dc, quotes, n_q, actions,
+                               n_a, reason, tick_ns, timed, n_timers, ns_per_cycle)
+        if timed:
+            rs[0].n_timed_ticks += 1
+        for g in range(rs.shape[0]):
+            if not ss[g * n_sym].done:
+                rs[g].n_decisions += 1
         rs[0].next_decision_ts = t_dc + interval
         now = max(now, t_dc)
     rs[0].i_local = i_l
     rs[0].i_exch = i_e
     rs[0].n_local_events += n_local_events
     rs[0].n_exch_events += n_exch_events
-    rs[0].now = now
+    if not batch:
+        rs[0].now = now  # (a batch records each parameter set's final time when it finishes)
     return status

@@ -1,17 +1,31 @@
-"""The shared pipeline as a simulator strategy: ``decide_nb`` behind the loop's strategy signature.
+"""The shared pipeline as a simulator strategy: ``decide_nb`` behind the loop's strategy signature and hooks.
 
 ``pipeline_sim_decide_nb`` has the decision signature of :mod:`mmlab.sim.grid_nb`; its params array is one
-``pipeline_dtype`` record per symbol (params and states of the six stages live there, so ``strat_state`` is
-unused). At each decision it fills the record's inputs from the local book (best prices, top-N depth via
-``book_depth_nb``) and the position, runs ``decide_nb`` on the symbol's active orders and writes the quotes
-and actions; the returned reason packs the six stage reasons and the QuoteAction (``pack_reasons_nb``;
-``mmlab.pipeline_config.unpack_reasons`` splits it).
+``pipeline_dtype`` record per symbol (params and states of the six stages live there). At each decision it fills
+the record's inputs from the local book (best prices, top-N depth via ``book_depth_nb``) and the position, runs
+the six stages on the symbol's active orders and writes the quotes and actions; the returned reason packs the six
+stage reasons and the QuoteAction (``pack_reasons_nb``; ``mmlab.pipeline_config.unpack_reasons`` splits it).
 
-The loop calls the strategy only at decision ticks, so the market-data status is kept from what a decision
-sees: ``md.last_ts_local_ns`` is the first decision at which the top of book (best prices, held levels, top
-quantities) differed from the previous decision's, and no update_id checks are made. Trades do not reach the
-spread estimators (intensity and flow stay at their fixed values); balance and equity are unknown (free
-balance unlimited: the notional cap applies; kill switch off).
+Between decisions the loop's hooks keep the record current, as the strategy sees the market (local time):
+
+- ``pipeline_on_event_nb`` (the spec asks the loop for the last row of each book message and every trade:
+  ``HookEvents.BOOK_MESSAGES | TRADES``; the function also accepts every row): at the ``batch_end`` row of each
+  book message (DEPTH, SNAPSHOT, CLEAR) fetch_md's market-data status ``md`` is updated by
+  ``md_on_book_update_nb``, so the book's age
+  at a decision is ``now - ts_local`` of the last message, and an update_id gap / rewind (per
+  ``fetch_md.seq_check``) invalidates the view until a message holding a SNAPSHOT/CLEAR, with fetch_md's
+  counters; each public trade feeds the spread stage's online estimators (``spread_on_trade_nb``: arrival
+  intensity by depth, per-side traded volume rates; volatility samples the mid at decisions);
+- ``pipeline_on_fill_nb`` (every fill report): the position and its average entry price (``inp.entry_price``,
+  quote currency, NaN when flat; read by the near-liquidation guard).
+
+Balance and equity stay unknown (free balance unlimited: the notional cap applies; kill switch off). Called
+directly, without hooks (``md.last_ts_exch_ns`` never set), the decision function keeps ``md`` from what the
+decisions see: the book counts as updated at the first decision whose top of book differs from the previous one.
+
+On timed ticks (``pipeline.sample_stage_tracing``; the loop sets ``state[s, 0] = 1``) the stages run one by one
+between reads of the cycle counter and their cycles go to ``state[s, 1:7]`` (``STAGE_NAMES`` order), with the
+same result as ``decide_nb``.
 
 >>> from mmlab.sim.engine import simulate  # doctest: +SKIP
 >>> simulate(cfg, specs, windows, strategy=pipeline_strategy_spec(grid_pipeline_params))  # doctest: +SKIP
@@ -19,20 +33,113 @@ balance unlimited: the notional cap applies; kill switch off).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
 
 from mmlab.data.book_nb import book_depth_nb
-from mmlab.pipeline.decide import decide_nb, pack_reasons_nb
-from mmlab.types import MAX_QUOTE_LEVELS, PIPELINE_DEPTH_MAX, OrderType, Side, pipeline_dtype
+from mmlab.pipeline.decide import decision_reset_nb, pack_reasons_nb
+from mmlab.pipeline.emit import emit_nb
+from mmlab.pipeline.fetch_md import fetch_md_nb, md_on_book_update_nb
+from mmlab.pipeline.guards import guards_nb
+from mmlab.pipeline.inventory import inventory_nb
+from mmlab.pipeline.queue_aware import queue_aware_nb
+from mmlab.pipeline.spread import spread_nb, spread_on_trade_nb
+from mmlab.sim.clock_nb import cycles_nb
+from mmlab.types import (
+    MAX_QUOTE_LEVELS,
+    PIPELINE_DEPTH_MAX,
+    HookEvents,
+    Kind,
+    OrderType,
+    Side,
+    pipeline_dtype,
+)
 
-__all__ = ["grid_pipeline_spec", "pipeline_sim_decide_nb", "pipeline_strategy_spec"]
+__all__ = ["STAGE_NAMES", "grid_pipeline_spec", "pipeline_on_event_nb", "pipeline_on_fill_nb",
+           "pipeline_sim_decide_nb", "pipeline_strategy_spec"]
 
 _BID = int(Side.BID)
 _ASK = int(Side.ASK)
 _LIMIT = int(OrderType.LIMIT)
+_DEPTH = int(Kind.DEPTH)
+_TRADE = int(Kind.TRADE)
+_CLEAR = int(Kind.CLEAR)
+_SNAPSHOT = int(Kind.SNAPSHOT)
+
+#: Stage timers of the pipeline strategy, in stage order (summary keys of ``stage_latency_ns``).
+STAGE_NAMES = ("stage_fetch_md", "stage_spread", "stage_guards", "stage_inventory", "stage_queue_aware", "stage_emit")
+N_STAGES = len(STAGE_NAMES)
+#: State columns per symbol: 0 = "time this tick" flag (set by the loop), 1..6 = stage cycles.
+N_STATE = 1 + N_STAGES
+
+
+@njit(cache=True)
+def pipeline_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state):
+    """Loop hook: book messages update fetch_md's status (at ``batch_end``), trades feed the spread estimators."""
+    pipe = params[symbol_id]
+    k = ev.kind
+    if k == _TRADE:
+        spread_on_trade_nb(pipe.spread_params, pipe.spread_state, ev.ts_local, np.int64(ev.side), ev.price_ticks,
+                           ev.qty, book[b].best_bid_tick, book[b].best_ask_tick)
+    elif ev.batch_end and (k == _DEPTH or k == _SNAPSHOT or k == _CLEAR):
+        # A snapshot message ends with a SNAPSHOT row (or a CLEAR row when the snapshot is empty).
+        md_on_book_update_nb(pipe.md, pipe.fetch_params, ev.ts_local, ev.ts_exch, ev.update_id,
+                             k == _SNAPSHOT or k == _CLEAR)
+
+
+@njit(cache=True)
+def pipeline_on_fill_nb(symbol_id, now_ns, fill, params, state):
+    """Loop hook: a fill report updates the position and its average entry price (quote currency)."""
+    pipe = params[symbol_id]
+    x = pipe.inp
+    pos0 = x.position
+    q = fill.side * fill.qty
+    pos1 = pos0 + q
+    price = fill.price_ticks * pipe.inventory_params.tick_size
+    entry = x.entry_price
+    if abs(pos1) <= 1e-9 * abs(q):
+        entry = np.nan
+    elif pos0 == 0.0 or np.isnan(entry) or pos0 * pos1 < 0.0:
+        entry = price  # opened, or flipped through zero: the fill's price
+    elif pos0 * q > 0.0:
+        entry = (entry * abs(pos0) + price * abs(q)) / (abs(pos0) + abs(q))
+    x.position = pos1
+    x.entry_price = entry
+
+
+@njit(cache=True)
+def _decide_stages_nb(now_ns, pipe, orders, n_orders, quotes, actions, state, s, timed):
+    """``decide_nb``'s six stages in order; on ``timed`` ticks the cycle counter is read between stages and the
+    cycles go to ``state[s, 1:7]``. Returns the number of actions."""
+    out = pipe.out
+    inp = pipe.inp
+    decision_reset_nb(out, now_ns)
+    c0 = cycles_nb() if timed else 0
+    fetch_md_nb(now_ns, inp, pipe.md, pipe.fetch_params, pipe.fetch_state, out)
+    c1 = cycles_nb() if timed else 0
+    spread_nb(now_ns, inp, pipe.bid_ticks, pipe.bid_qty, pipe.ask_ticks, pipe.ask_qty, pipe.spread_params,
+              pipe.spread_state, out)
+    c2 = cycles_nb() if timed else 0
+    guards_nb(now_ns, inp, pipe.bid_ticks, pipe.bid_qty, pipe.ask_ticks, pipe.ask_qty, pipe.guard_params,
+              pipe.guard_state, out)
+    c3 = cycles_nb() if timed else 0
+    inventory_nb(now_ns, inp, pipe.inventory_params, pipe.inventory_state, out, quotes)
+    c4 = cycles_nb() if timed else 0
+    queue_aware_nb(now_ns, inp, pipe.bid_ticks, pipe.bid_qty, pipe.ask_ticks, pipe.ask_qty, orders, n_orders,
+                   pipe.queue_params, pipe.queue_state, out, quotes)
+    c5 = cycles_nb() if timed else 0
+    emit_nb(now_ns, inp, orders, n_orders, pipe.emit_params, pipe.emit_state, out, quotes, actions)
+    if timed:
+        c6 = cycles_nb()
+        state[s, 1] = c1 - c0
+        state[s, 2] = c2 - c1
+        state[s, 3] = c3 - c2
+        state[s, 4] = c4 - c3
+        state[s, 5] = c5 - c4
+        state[s, 6] = c6 - c5
+    return out.n_actions
 
 
 @njit(cache=True)
@@ -57,15 +164,18 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
         pipe.bid_qty[0] = 0.0
     if x.n_ask_levels == 0:
         pipe.ask_qty[0] = 0.0
-    changed = (x.best_bid_tick != prev_bb or x.best_ask_tick != prev_ba or x.n_bid_levels != prev_nb
-               or x.n_ask_levels != prev_na or pipe.bid_qty[0] != prev_qb or pipe.ask_qty[0] != prev_qa)
     md = pipe.md
-    if changed or md.n_updates == 0:
-        md.last_ts_local_ns = now_ns
-        md.n_updates += 1
+    if md.last_ts_exch_ns < 0:
+        # No book message reached the on_event hook (a direct call, or none yet): infer updates from decisions.
+        changed = (x.best_bid_tick != prev_bb or x.best_ask_tick != prev_ba or x.n_bid_levels != prev_nb
+                   or x.n_ask_levels != prev_na or pipe.bid_qty[0] != prev_qb or pipe.ask_qty[0] != prev_qa)
+        if changed or md.n_updates == 0:
+            md.last_ts_local_ns = now_ns
+            md.n_updates += 1
     x.position = position
     x.free_balance = np.inf
-    n_a = decide_nb(now_ns, pipe, orders, n_orders, out_quotes, out_actions)
+    timed = state.shape[1] > N_STAGES and state[symbol_id, 0] != 0.0
+    n_a = _decide_stages_nb(now_ns, pipe, orders, n_orders, out_quotes, out_actions, state, symbol_id, timed)
     for k in range(n_a):
         out_actions[k].order_type = _LIMIT
     out_n[0] = pipe.out.n_quotes
@@ -74,7 +184,8 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
 
 
 def pipeline_strategy_spec(build: Callable, name: str = "pipeline"):
-    """A ``StrategySpec`` running the pipeline; ``build(cfg, n_symbols) -> Pipeline`` makes the records.
+    """A ``StrategySpec`` running the pipeline with its hooks; ``build(cfg, n_symbols) -> Pipeline`` makes the
+    records.
 
     Each symbol's ``inventory.tick_size`` is set from its ``SymbolSpec``.
     """
@@ -91,8 +202,13 @@ def pipeline_strategy_spec(build: Callable, name: str = "pipeline"):
         decide=pipeline_sim_decide_nb,
         params_dtype=pipeline_dtype,
         build_params=build_params,
-        n_state=1,
+        n_state=N_STATE,
         max_quotes=lambda cfg: 2 * MAX_QUOTE_LEVELS,
+        on_event=pipeline_on_event_nb,
+        on_fill=pipeline_on_fill_nb,
+        on_event_mask=int(HookEvents.BOOK_MESSAGES | HookEvents.TRADES),
+        stage_names=STAGE_NAMES,
+        reasons_packed=True,
     )
 
 

@@ -64,3 +64,38 @@ def test_bad_override_syntax():
 def test_missing_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/x.toml")
+
+
+def test_pipeline_stage_tables_are_checked_against_the_stage_keys():
+    with pytest.raises(ConfigError, match=r"unknown key pipeline.spread.risk_facto; did you mean 'risk_factor'"):
+        load_config({"pipeline": {"spread": {"risk_facto": 0.1}}})
+    with pytest.raises(ConfigError, match=r"unknown key pipeline.sprad .*did you mean 'spread'"):
+        load_config({"pipeline": {"sprad": {"risk_factor": 0.1}}})
+    with pytest.raises(ConfigError, match=r"\[pipeline.guards\] warmup_s must be >= 0.0, got -1"):
+        load_config({"pipeline": {"guards": {"warmup_s": -1}}})
+    with pytest.raises(ConfigError, match=r"\[pipeline.spread\] model must be one of"):
+        load_config({"pipeline": {"spread": {"model": "glfx"}}})
+
+
+def test_dotted_overrides_reach_the_pipeline_stage_tables():
+    raw = {"pipeline": {"spread": {"model": "glft"}}}
+    cfg = load_config(raw, overrides=["pipeline.spread.risk_factor=0.1", "pipeline.guards.warmup_s=5"])
+    assert cfg.pipeline.spread == {"model": "glft", "risk_factor": 0.1}
+    assert cfg.pipeline.guards == {"warmup_s": 5}
+    assert raw == {"pipeline": {"spread": {"model": "glft"}}}  # the caller's dict is not modified
+    with pytest.raises(ConfigError, match=r"unknown key pipeline.spread.risk; did you mean 'risk_factor'"):
+        load_config(None, overrides=["pipeline.spread.risk=0.1"])
+    with pytest.raises(ConfigError, match=r"pipeline.spread is not a table"):
+        load_config({"pipeline": {"spread": 3}}, overrides=["pipeline.spread.risk_factor=0.1"])
+
+
+def test_pipeline_tables_round_trip_through_toml(tmp_path):
+    cfg = load_config({"strategy": {"name": "glft"}, "pipeline": {
+        "spread": {"model": "glft", "risk_factor": 0.05, "max_half_spread_ticks": float("inf")},
+        "emit": {"post_only": True, "max_actions_per_s": 20}}})
+    p = tmp_path / "c.toml"
+    p.write_text(cfg.to_toml())
+    again = load_config(p)
+    assert again == cfg
+    assert again.config_id == cfg.config_id
+    assert cfg.config_id != load_config({"strategy": {"name": "glft"}}).config_id

@@ -71,7 +71,9 @@ from mmlab.data.ingest.common import (
 from mmlab.errors import DataError
 from mmlab.types import Kind, Side
 
-__all__ = ["parse", "decimal_seconds_to_ns", "BYBIT_VENUES", "DEFAULT_VENUE"]
+__all__ = ["parse", "decimal_seconds_to_ns", "BYBIT_VENUES", "DEFAULT_VENUE", "decode_frame", "decode_book",
+           "decode_trades", "frame_ts_exch_ns", "BookSequence", "book_step", "book_rows", "trade_rows",
+           "instruments_from_body"]
 
 #: Store venue of each public v5 endpoint.
 ENDPOINT_VENUES = {"/v5/public/linear": "bybit-linear", "/v5/public/spot": "bybit-spot"}
@@ -158,6 +160,145 @@ def decimal_seconds_to_ns(text: bytes | str) -> int:
         raise ValueError(f"not a decimal number of seconds: {s!r}") from exc
 
 
+# ----------------------------------------------------------------------------- per-frame normalizer (shared)
+#
+# The one normalization of a v5 public frame into event rows: ``mmlab data ingest`` (below) and the live adapter
+# (``live/venues/bybit.py``) both call these functions, so a recording replayed through ingest gives the rows
+# the live runner built when it received the same frames.
+
+#: Verdicts of :func:`book_step`: what to do with one order book frame.
+BOOK_DELTA = 0  # apply its DEPTH rows
+BOOK_SNAPSHOT = 1  # CLEAR + SNAPSHOT rows; the topic's sequence restarts here (an open gap closes)
+BOOK_GAP = 2  # u jumped or went back: this delta and every later one are dropped until the next snapshot
+BOOK_IN_GAP = 3  # a delta while a gap is open: dropped
+BOOK_DUPLICATE = 4  # a delta repeating the previous delta's u: dropped
+BOOK_UNKNOWN_TYPE = 5  # neither snapshot nor delta: dropped
+
+
+def decode_frame(raw: bytes | str) -> _Frame:
+    """Envelope of one v5 public frame (raises ``msgspec.DecodeError`` / ``ValidationError`` when corrupt)."""
+    return _frame_decoder.decode(raw)
+
+
+def decode_book(frame: _Frame) -> _Book | None:
+    """``data`` of an orderbook frame, None when absent (raises msgspec errors when undecodable)."""
+    return _book_decoder.decode(frame.data) if _present(frame.data) else None
+
+
+def decode_trades(frame: _Frame) -> list[_Trade] | None:
+    """``data`` of a publicTrade frame, None when absent (raises msgspec errors when undecodable)."""
+    return _trades_decoder.decode(frame.data) if _present(frame.data) else None
+
+
+def frame_ts_exch_ns(frame: _Frame) -> int | None:
+    """Exchange time of a book frame, ns: ``cts`` (matching engine) if present, else ``ts``."""
+    ms = frame.cts if frame.cts is not None else frame.ts
+    return None if ms is None else int(ms) * 1_000_000
+
+
+@dataclass
+class BookSequence:
+    """Sequence state of one orderbook topic (``u`` must rise by exactly 1 per delta)."""
+
+    last_u: int | None = None
+    in_gap: bool = False
+
+
+def book_step(seq: BookSequence, frame_type: str | None, u: int) -> int:
+    """Check one book frame against its topic's sequence, update ``seq`` and return a ``BOOK_*`` verdict.
+
+    A snapshot (or any frame with ``u == 1``, a service restart) resets the sequence; a delta must carry
+    ``prev_u + 1``. A delta repeating ``prev_u`` is a duplicate; any other jump opens a gap that only the next
+    snapshot closes. Deltas before the first snapshot are applied (the caller may count them: ``last_u`` is None).
+    """
+    if frame_type == "snapshot" or u == 1:
+        seq.last_u = u
+        seq.in_gap = False
+        return BOOK_SNAPSHOT
+    if frame_type != "delta":
+        return BOOK_UNKNOWN_TYPE
+    if seq.in_gap:
+        seq.last_u = u
+        return BOOK_IN_GAP
+    if seq.last_u is not None:
+        if u == seq.last_u:
+            return BOOK_DUPLICATE
+        if u != seq.last_u + 1:
+            seq.in_gap = True
+            seq.last_u = u
+            return BOOK_GAP
+    seq.last_u = u
+    return BOOK_DELTA
+
+
+def book_rows(book: _Book, verdict: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (kind, side, price, qty, batch_end) of a book frame whose verdict is BOOK_SNAPSHOT or BOOK_DELTA.
+
+    Snapshot: one CLEAR row (side 0) then a SNAPSHOT row per level; delta: a DEPTH row per level (size 0
+    deletes). ``batch_end`` marks the frame's last row.
+    """
+    price, qty, side = _levels(book.b, book.a)
+    k = len(price)
+    if verdict == BOOK_SNAPSHOT:
+        kind = np.full(k + 1, int(Kind.SNAPSHOT), dtype=np.uint8)
+        kind[0] = Kind.CLEAR
+        side = np.concatenate([np.zeros(1, np.int8), side])
+        price = np.concatenate([np.zeros(1), price])
+        qty = np.concatenate([np.zeros(1), qty])
+        k += 1
+    else:
+        kind = np.full(k, int(Kind.DEPTH), dtype=np.uint8)
+    be = np.zeros(k, dtype=bool)
+    if k:
+        be[-1] = True
+    return kind, side, price, qty, be
+
+
+def trade_rows(group: list[_Trade]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """TRADE rows (ts_exch, side, price, qty, update_id, keep) of one symbol's trades of a publicTrade frame.
+
+    ``keep`` marks the input trades with a valid taker side ``S`` (Buy -> +1, Sell -> -1); the row arrays hold
+    only those. ``ts_exch`` = ``T`` (ms -> ns); ``update_id`` = the trade id where numeric (spot), else -1.
+    """
+    k = len(group)
+    keep = np.fromiter((tr.S in ("Buy", "Sell") for tr in group), dtype=bool, count=k)
+    good = group if keep.all() else [tr for tr, ok in zip(group, keep) if ok]
+    n = len(good)
+    ts_exch = np.fromiter((tr.T for tr in good), dtype=np.int64, count=n) * 1_000_000
+    side = np.fromiter((Side.BID if tr.S == "Buy" else Side.ASK for tr in good), dtype=np.int8, count=n)
+    price = np.fromiter((tr.p for tr in good), dtype=np.float64, count=n)
+    qty = np.fromiter((tr.v for tr in good), dtype=np.float64, count=n)
+    uid = np.fromiter((_trade_id(tr.i) for tr in good), dtype=np.int64, count=n)
+    return ts_exch, side, price, qty, uid, keep
+
+
+def instruments_from_body(body: bytes | str) -> dict[tuple[str, str], dict]:
+    """(venue, SYMBOL) -> {tick_size, lot_size, contract} of a REST ``/v5/market/instruments-info`` response.
+
+    Lot size is ``lotSizeFilter.qtyStep`` for linear, ``basePrecision`` for spot. Unreadable bodies give {}.
+    """
+    out: dict[tuple[str, str], dict] = {}
+    try:
+        doc = msgspec.json.decode(body)
+        result = doc["result"]
+        venue = CATEGORY_VENUES.get(result.get("category"))
+        items = result["list"]
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+        return out
+    if venue is None:
+        return out
+    for it in items:
+        try:
+            tick = float(it["priceFilter"]["tickSize"])
+            lots = it.get("lotSizeFilter") or {}
+            lot = float(lots["qtyStep"] if venue == "bybit-linear" else lots["basePrecision"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        contract = {"type": "linear", "contract_size": 1.0}
+        out[(venue, str(it.get("symbol", "")).upper())] = {"tick_size": tick, "lot_size": lot, "contract": contract}
+    return out
+
+
 # ------------------------------------------------------------------------------------------- accumulation
 
 
@@ -175,10 +316,9 @@ class _TopicStats:
 
 
 @dataclass
-class _BookSeq:
-    """Sequence state of one orderbook topic."""
+class _BookSeq(BookSequence):
+    """Sequence state of one orderbook topic plus the details of its open gap (for ``_meta.json``)."""
 
-    last_u: int | None = None
     gap: dict | None = None  # the open gap, quarantining deltas until the next snapshot
     gap_messages: int = 0
 
@@ -268,7 +408,7 @@ def _on_book(ctx: _Ctx, venue: str, frame: _Frame, ts_local_ns: int | None, file
     except ValueError:
         depth = 1
     try:
-        book = _book_decoder.decode(frame.data) if _present(frame.data) else None
+        book = decode_book(frame)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         book, err = None, str(exc)
     else:
@@ -277,11 +417,10 @@ def _on_book(ctx: _Ctx, venue: str, frame: _Frame, ts_local_ns: int | None, file
         symbol = parts[-1] if len(parts) >= 2 else None
         _orphan(ctx, venue, symbol, file, line, f"undecodable {topic or 'orderbook'} frame: {err}")
         return
-    ts_exch_ms = frame.cts if frame.cts is not None else frame.ts
-    if ts_exch_ms is None:
+    ts_exch = frame_ts_exch_ns(frame)
+    if ts_exch is None:
         _orphan(ctx, venue, book.s, file, line, f"{topic} frame has neither cts nor ts")
         return
-    ts_exch = int(ts_exch_ms) * 1_000_000
     if ts_local_ns is None:
         # No local clock: declared latency, never earlier than the previous line's (venue message order).
         ts_local_ns = max(ts_exch + ctx.declared_ns, ctx.last_declared_ns.get(file, ts_exch))
@@ -295,62 +434,53 @@ def _on_book(ctx: _Ctx, venue: str, frame: _Frame, ts_local_ns: int | None, file
         seq = acc.seq[topic] = _BookSeq()
     u = int(book.u)
     n_levels = len(book.b) + len(book.a)
-    is_snapshot = frame.type == "snapshot" or u == 1
-    if is_snapshot:
-        if seq.gap is not None:
+    prev_u = seq.last_u
+    had_gap = seq.gap is not None
+    verdict = book_step(seq, frame.type, u)
+    if verdict == BOOK_SNAPSHOT:
+        if had_gap:
             _close_gap(st, seq, f"re-synced from the snapshot at u={u} ({Path(file).name} line {line})")
-        seq.last_u = u
         rows = n_levels + 1
         st.rows_in += rows
         st.rows_by_file[file] += rows
-        price, qty, side = _levels(book.b, book.a)
-        k = len(price)
-        acc.rows.append(ts_exch, ts_local_ns, Kind.CLEAR, Side.BOTH, 0.0, 0.0, u, k == 0)
-        if k:
-            be = np.zeros(k, dtype=bool)
-            be[-1] = True
-            acc.rows.append_rows(ts_exch, ts_local_ns, Kind.SNAPSHOT, side, price, qty, u, be)
+        kind, side, price, qty, be = book_rows(book, verdict)
+        acc.rows.append_rows(ts_exch, ts_local_ns, kind, side, price, qty, u, be)
         acc.tag_rows(depth, rows)
         return
-    if frame.type != "delta":
+    if verdict == BOOK_UNKNOWN_TYPE:
         _orphan(ctx, venue, book.s, file, line, f"{topic} frame of unknown type {frame.type!r}")
         return
     st.rows_in += n_levels
     st.rows_by_file[file] += n_levels
-    if seq.gap is not None:
+    if verdict == BOOK_IN_GAP:
         seq.gap["rows_quarantined"] += n_levels
         seq.gap_messages += 1
-        seq.last_u = u
         return
-    if seq.last_u is None:
-        st.deltas_before_snapshot += 1
-    elif u == seq.last_u:
+    if verdict == BOOK_DUPLICATE:
         _quarantine(st, file, line, f"{topic}: duplicate delta u={u} (the previous delta had the same u)", n_levels)
         return
-    elif u != seq.last_u + 1:
-        what = "jumped" if u > seq.last_u else "went back"
+    if verdict == BOOK_GAP:
+        what = "jumped" if u > prev_u else "went back"
         seq.gap = {
             "topic": topic,
-            "from_update_id": int(seq.last_u),
+            "from_update_id": int(prev_u),
             "to_update_id": u,
             "ts_exch": ts_exch,
             "ts_local": int(ts_local_ns),
             "file": file,
             "line": line,
             "rows_quarantined": n_levels,
-            "reason": f"{topic}: u {what} from {seq.last_u} to {u} (expected {seq.last_u + 1})",
+            "reason": f"{topic}: u {what} from {prev_u} to {u} (expected {prev_u + 1})",
             "handled": None,
         }
         seq.gap_messages = 1
-        seq.last_u = u
         return
-    seq.last_u = u
+    if prev_u is None:
+        st.deltas_before_snapshot += 1
     if n_levels == 0:
         return
-    price, qty, side = _levels(book.b, book.a)
-    be = np.zeros(n_levels, dtype=bool)
-    be[-1] = True
-    acc.rows.append_rows(ts_exch, ts_local_ns, Kind.DEPTH, side, price, qty, u, be)
+    kind, side, price, qty, be = book_rows(book, verdict)
+    acc.rows.append_rows(ts_exch, ts_local_ns, kind, side, price, qty, u, be)
     acc.tag_rows(depth, n_levels)
 
 
@@ -368,12 +498,13 @@ def _close_gap(st: _TopicStats, seq: _BookSeq, handled: str) -> None:
     )
     seq.gap = None
     seq.gap_messages = 0
+    seq.in_gap = False
 
 
 def _on_trades(ctx: _Ctx, venue: str, frame: _Frame, ts_local_ns: int | None, file: str, line: int) -> None:
     topic = frame.topic or ""
     try:
-        trades = _trades_decoder.decode(frame.data) if _present(frame.data) else None
+        trades = decode_trades(frame)
         err = "frame has no data"
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         trades, err = None, str(exc)
@@ -393,28 +524,22 @@ def _on_trades(ctx: _Ctx, venue: str, frame: _Frame, ts_local_ns: int | None, fi
         k = len(group)
         st.rows_in += k
         st.rows_by_file[file] += k
-        ts_exch = np.fromiter((tr.T for tr in group), dtype=np.int64, count=k) * 1_000_000
+        ts_exch, side, price, qty, uid, keep = trade_rows(group)
         if ts_local_ns is None:
-            local = ts_exch + ctx.declared_ns
+            all_exch = np.fromiter((tr.T for tr in group), dtype=np.int64, count=k) * 1_000_000
+            local = all_exch + ctx.declared_ns
             local = np.maximum.accumulate(np.maximum(local, ctx.last_declared_ns.get(file, int(local[0]))))
             ctx.last_declared_ns[file] = int(local[-1])
+            local = local[keep]
         else:
             local = ts_local_ns
-        bad = [tr for tr in group if tr.S not in ("Buy", "Sell")]
-        if bad:
-            _quarantine(st, file, line, f"{topic}: trade side S={bad[0].S!r} is not Buy/Sell", len(bad))
-            keep = np.array([tr.S in ("Buy", "Sell") for tr in group])
-            group = [tr for tr in group if tr.S in ("Buy", "Sell")]
-            ts_exch = ts_exch[keep]
-            if not np.isscalar(local):
-                local = local[keep]
-            k = len(group)
-            if k == 0:
-                continue
-        side = np.fromiter((Side.BID if tr.S == "Buy" else Side.ASK for tr in group), dtype=np.int8, count=k)
-        price = np.fromiter((tr.p for tr in group), dtype=np.float64, count=k)
-        qty = np.fromiter((tr.v for tr in group), dtype=np.float64, count=k)
-        uid = np.fromiter((_trade_id(tr.i) for tr in group), dtype=np.int64, count=k)
+        n_bad = k - len(ts_exch)
+        if n_bad:
+            first_bad = next(tr.S for tr, ok in zip(group, keep) if not ok)
+            _quarantine(st, file, line, f"{topic}: trade side S={first_bad!r} is not Buy/Sell", n_bad)
+        k = len(ts_exch)
+        if k == 0:
+            continue
         be = np.zeros(k, dtype=bool)
         be[-1] = True
         acc.rows.append_rows(ts_exch, local, Kind.TRADE, side, price, qty, uid, be)
@@ -535,24 +660,7 @@ def _venue_of_addr(addr: str | None) -> str | None:
 def _read_instruments(ctx: _Ctx, rec: _Record, path: str, lineno: int) -> None:
     if not rec.url or "instruments-info" not in rec.url or not rec.data:
         return
-    try:
-        body = msgspec.json.decode(rec.data)
-        result = body["result"]
-        venue = CATEGORY_VENUES.get(result.get("category"))
-        items = result["list"]
-    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
-        return
-    if venue is None:
-        return
-    for it in items:
-        try:
-            tick = float(it["priceFilter"]["tickSize"])
-            lots = it.get("lotSizeFilter") or {}
-            lot = float(lots["qtyStep"] if venue == "bybit-linear" else lots["basePrecision"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        contract = {"type": "linear", "contract_size": 1.0}
-        ctx.instruments[(venue, str(it.get("symbol", "")).upper())] = {"tick_size": tick, "lot_size": lot, "contract": contract}
+    ctx.instruments.update(instruments_from_body(rec.data))
 
 
 def _read_timestamped(ctx: _Ctx, path: str, lines: list[bytes], venue: str) -> None:
@@ -577,6 +685,10 @@ def _read_timestamped(ctx: _Ctx, path: str, lines: list[bytes], venue: str) -> N
         except (ValueError, DataError) as exc:
             m = _TOPIC_HINT.search(line[:400])
             _orphan(ctx, venue, m.group(2).decode() if m else None, path, lineno, f"bad local timestamp ({exc}): {line[:80]!r}")
+            continue
+        if raw.startswith(b'{"retCode"') and b'"priceFilter"' in raw:
+            # A REST instruments-info response the live recorder wrote: tick and lot size of the source.
+            ctx.instruments.update(instruments_from_body(raw))
             continue
         _on_frame(ctx, venue, raw, ts_local, path, lineno)
 

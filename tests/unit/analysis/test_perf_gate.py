@@ -17,6 +17,15 @@ SEED_P95_MS = {"stage_fetch_md": 60, "stage_spread": 15, "stage_guards": 12, "st
                "stage_queue_aware": 15, "stage_emit": 35, "tick_total": 150}
 
 
+@pytest.fixture()
+def seed_budgets(tmp_path) -> Path:
+    """A budgets file holding the design's p95 targets (the committed file holds measured figures)."""
+    p = tmp_path / "seed_budgets.json"
+    p.write_text(json.dumps({"units": "ns", "source": "seed targets",
+                             "budgets": {s: {"p95": ms * 1_000_000} for s, ms in SEED_P95_MS.items()}}))
+    return p
+
+
 def _current(scale: dict | None = None) -> dict:
     budgets, _ = load_budgets(BUDGETS)
     scale = scale or {}
@@ -27,8 +36,9 @@ def test_committed_budgets_cover_the_six_stages_and_the_tick_in_ns():
     doc = json.loads(BUDGETS.read_text())
     assert doc["units"] == "ns" and doc["source"]
     assert tuple(doc["budgets"]) == STAGES
-    for s, ms in SEED_P95_MS.items():
-        assert doc["budgets"][s]["p95"] == ms * 1_000_000
+    for s in STAGES:  # measured on mmlab (benchmarks/bench_pipeline.py --budgets), far below the seed targets
+        b = doc["budgets"][s]
+        assert 0 < b["p50"] <= b["p95"] <= b["p99"] < SEED_P95_MS[s] * 1_000_000
 
 
 def test_gate_passes_on_equal_numbers(tmp_path):
@@ -38,10 +48,11 @@ def test_gate_passes_on_equal_numbers(tmp_path):
     assert (tmp_path / "gate.md").read_text().startswith("# Stage perf gate: PASS")
 
 
-def test_gate_fails_on_a_ten_percent_p95_regression_and_names_the_stage(tmp_path):
+def test_gate_fails_on_a_ten_percent_p95_regression_and_names_the_stage(tmp_path, seed_budgets):
     cur = tmp_path / "current.json"
-    cur.write_text(json.dumps(_current({"stage_spread": 1.10})))
-    ok, rows = perf_gate(BUDGETS, cur, threshold_pct=3.0, report_path=tmp_path / "out" / "gate.md")
+    seed = {s: {"p95": ms * 1_000_000 * (1.10 if s == "stage_spread" else 1.0)} for s, ms in SEED_P95_MS.items()}
+    cur.write_text(json.dumps(seed))
+    ok, rows = perf_gate(seed_budgets, cur, threshold_pct=3.0, report_path=tmp_path / "out" / "gate.md")
     assert not ok
     bad = [r for r in rows if r["status"] == "regression"]
     assert [r["stage"] for r in bad] == ["stage_spread"]
@@ -58,12 +69,12 @@ def test_gate_allows_regressions_within_the_threshold():
     assert not perf_gate(BUDGETS, _current({"stage_emit": 1.029}), threshold_pct=2.0)[0]
 
 
-def test_gate_reads_a_run_directory_summary(tmp_path):
+def test_gate_reads_a_run_directory_summary(tmp_path, seed_budgets):
     run = tmp_path / "run"
     run.mkdir()
     lat = {s: {"p50": 100.0, "p95": 200.0, "p99": 300.0} for s in STAGES}
     (run / "summary.json").write_text(json.dumps({"pnl_net": 1.0, "stage_latency_ns": lat}))
-    ok, rows = perf_gate(BUDGETS, run)
+    ok, rows = perf_gate(seed_budgets, run)
     assert ok and rows[0]["p95_ns"] == 200.0
 
 
@@ -83,11 +94,11 @@ def test_missing_and_unbudgeted_stages(tmp_path):
     assert perf_gate(BUDGETS, cur, allow_missing=True)[0]
 
 
-def test_units_of_the_current_file_are_converted(tmp_path):
+def test_units_of_the_current_file_are_converted(tmp_path, seed_budgets):
     ms = {"units": "ms", **{s: {"p50": 1.0, "p95": p95, "p99": p95} for s, p95 in SEED_P95_MS.items()}}
     p = tmp_path / "ms.json"
     p.write_text(json.dumps(ms))
-    ok, rows = perf_gate(BUDGETS, p)
+    ok, rows = perf_gate(seed_budgets, p)
     assert ok and rows[0]["p95_ns"] == 60_000_000
 
 

@@ -17,7 +17,7 @@ from mmlab.analysis.metrics import (
     numeric_summary,
     pnl_decomposition,
 )
-from mmlab.analysis.report import build_report
+from mmlab.analysis.report import build_report, chart_stage_latency
 from mmlab.errors import DataError
 from mmlab.types import GuardReason
 
@@ -43,8 +43,15 @@ def test_report_writes_pngs_and_a_self_contained_html(run_dir, tmp_path):
     assert "<img" in text and 'src="data:image/png;base64,' in text and "src=\"http" not in text
     for needle in ("pnl_net", "half_spread_ticks", "config_id", "spread_capture", "inventory_pnl", "SYNTHUSDT"):
         assert needle in text, needle
-    # The engine writes no per-stage timings yet: that chart is skipped with a note, not an error.
-    assert "skipped: no per-tick stage timing columns" in text
+    # The grid times no stage: that chart is skipped with a note, not an error.
+    assert "skipped: stage latency not recorded" in text
+    # Every chart of a backtest report, one section each, in this order.
+    keys = [*CHARTS, "stage_latency"]
+    pos = [text.index(f'<section id="{k}">') for k in keys]
+    assert pos == sorted(pos)
+    for needle in ("spread capture", "inventory pnl", "fees", "markers: fills", "Markout curves by side",
+                   "Fill rate by distance from mid", "Guard reasons", "Per-stage latency"):
+        assert needle in text, needle
 
 
 def test_report_defaults_to_the_run_directory(run_dir, tmp_path):
@@ -118,8 +125,8 @@ def test_fill_rate_from_orders_agrees_with_labels(run_dir, tmp_path):
 
 def test_report_skips_charts_whose_inputs_are_absent(run_dir, tmp_path):
     run = _copy_run(run_dir, tmp_path / "degraded")
-    for name in ("fills", "labels", "orders"):
-        (run / f"{name}.parquet").unlink()
+    for name in ("fills", "labels", "orders", "decisions"):
+        (run / f"{name}.parquet").unlink(missing_ok=True)
     state = pl.read_parquet(run / "state.parquet").drop("quote_bid", "quote_ask", "reason")
     state.write_parquet(run / "state.parquet")
     text = build_report(run, tmp_path / "rep").read_text()
@@ -134,6 +141,7 @@ def test_report_skips_charts_whose_inputs_are_absent(run_dir, tmp_path):
 
 def test_packed_pipeline_reasons_and_stage_timings_are_reported(run_dir, tmp_path):
     run = _copy_run(run_dir, tmp_path / "pipe")
+    (run / "decisions.parquet").unlink(missing_ok=True)  # the reasons under test are the state frame's
     cfg = (run / "config.toml").read_text().replace('name = "grid"', 'name = "grid_pipeline"')
     assert 'name = "grid_pipeline"' in cfg
     (run / "config.toml").write_text(cfg)
@@ -156,7 +164,7 @@ def test_packed_pipeline_reasons_and_stage_timings_are_reported(run_dir, tmp_pat
     text = build_report(run, tmp_path / "rep").read_text()
     assert (tmp_path / "rep" / "stage_latency.png").read_bytes().startswith(PNG_MAGIC)
     assert "WARMUP" in text and "480" in text
-    assert "skipped: no per-tick stage timing" not in text
+    assert "stage latency not recorded" not in text
 
 
 def test_load_run_names_the_missing_file(tmp_path):
@@ -179,3 +187,28 @@ def test_busiest_window_holds_the_most_events():
     assert busiest_window(ts, 0, 1000, 10) == (100, 110)
     assert busiest_window(ts, 0, 5, 10) == (0, 5)
     assert busiest_window(np.zeros(0, np.int64), 0, 1000, 10) == (0, 10)
+
+
+def test_stage_timing_columns_without_values_are_not_recorded(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path / "untimed")
+    state = pl.read_parquet(run / "state.parquet")
+    state = state.with_columns(pl.lit(None, dtype=pl.Int64).alias("stage_spread_ns"))
+    state.write_parquet(run / "state.parquet")
+    chart = chart_stage_latency(load_run(run))
+    assert chart.png is None and chart.note.startswith("stage latency not recorded")
+
+
+def test_merged_run_report_has_parts_and_per_day_tables(run_dir, tmp_path):
+    from mmlab.config import load_config
+    from mmlab.sim.parallel import run_parts
+
+    res = run_parts(load_config(run_dir / "config.toml"), jobs=1, out_dir=tmp_path / "merged")
+    text = build_report(res.run_dir).read_text()
+    assert '<section id="parts">' in text and '<a href="#parts">' in text
+    assert "parts/SYNTHUSDT/2024-01-01" in text and "2024-01-01" in text
+    assert (res.run_dir / "equity.png").exists()
+    # The merged run compares with a single run like any other run directory.
+    from mmlab.analysis.compare import compare_runs
+
+    cmp = compare_runs(res.run_dir, res.run_dir, tmp_path / "cmp")
+    assert cmp["metrics"]["n_parts"]["delta"] == 0

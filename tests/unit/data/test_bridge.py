@@ -186,3 +186,82 @@ def test_a_time_window_reads_only_the_parts_that_overlap_it(tmp_path):
     assert [f.rsplit("/", 1)[-1] for f in files] == ["part-0001.parquet"]
     ev, _ = bridge.load_events(root, "binance-usdm", "BTCUSDT", start=start, end=end)
     assert ev["ts_local"].tolist() == t[(t >= start) & (t < end)].tolist()
+
+
+# ------------------------------------------------------------------------------------- replay windows
+
+
+def replay_reference(ev):
+    """What the simulator replays of ``ev``: BBO rows dropped, and those rows in stable ts_exch order."""
+    from mmlab.types import Kind
+
+    local = ev[ev["kind"] != Kind.BBO]
+    return local, local[np.argsort(local["ts_exch"], kind="stable")], int((ev["kind"] == Kind.BBO).sum())
+
+
+def _shuffled_exch(cols, seed):
+    """Feed latency that varies a lot, so ts_exch order differs from ts_local order, with ts_exch ties."""
+    rng = np.random.default_rng(seed)
+    cols = dict(cols)
+    cols["ts_exch"] = cols["ts_local"] - rng.integers(0, 50, len(cols["ts_local"])) * 1_000_000_000
+    return cols
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_replay_window_equals_load_events_without_bbo_in_exchange_order(tmp_path, monkeypatch, cache):
+    monkeypatch.setattr(store, "PART_ROWS", 600)  # several parts per day: windows cross part boundaries
+    cols = _shuffled_exch(columns(4000, span=DAY // 2), seed=4)
+    write(tmp_path, cols)
+    t = np.sort(cols["ts_local"])
+    for start, end in ((None, None), (int(t[100]), int(t[2900])), (int(t[1000]), int(t[1001])), (int(t[-1]) + 1, None)):
+        ev, _ = bridge.load_events(tmp_path, "binance-usdm", "TESTUSDT", start, end)
+        w = bridge.load_replay_window(tmp_path, "binance-usdm", "TESTUSDT", start, end, cache=cache)
+        local, exch, n_bbo = replay_reference(ev)
+        assert _same(w.local, local) and _same(w.exch, exch) and w.n_bbo == n_bbo, (start, end)
+        assert w.local.flags.writeable and w.exch.flags.c_contiguous
+    files = list((tmp_path / "binance-usdm" / "TESTUSDT" / bridge.CACHE_DIR).rglob(f"*{bridge.REPLAY_SUFFIX}"))
+    assert (len(files) > 2) == cache
+
+
+def test_replay_window_of_two_symbols_merges_like_load_events(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "PART_ROWS", 500)
+    a = _shuffled_exch(columns(1500, seed=1, span=DAY // 4), seed=5)
+    b = _shuffled_exch(columns(1200, seed=2, span=DAY // 4, tick=0.01), seed=6)
+    b["ts_local"][:20] = a["ts_local"][3]  # ts_local ties across symbols
+    b["ts_local"] = np.maximum.accumulate(b["ts_local"])
+    b["ts_exch"][:40] = a["ts_exch"][5]  # ts_exch ties across symbols
+    write(tmp_path, a, symbol="AAAUSDT")
+    write(tmp_path, b, symbol="BBBUSDT", tick=0.01)
+    t = np.sort(a["ts_local"])
+    for syms in (["AAAUSDT", "BBBUSDT"], ["BBBUSDT", "AAAUSDT"]):
+        for start, end in ((None, None), (int(t[200]), int(t[1300]))):
+            ev, _ = bridge.load_events(tmp_path, "binance-usdm", syms, start, end)
+            w = bridge.load_replay_window(tmp_path, "binance-usdm", syms, start, end)
+            local, exch, n_bbo = replay_reference(ev)
+            assert _same(w.local, local) and _same(w.exch, exch) and w.n_bbo == n_bbo
+            assert [i.symbol for i in w.infos] == syms
+
+
+def test_replay_index_is_rebuilt_when_the_part_changes_or_is_damaged(tmp_path):
+    root = _cache_store(tmp_path)
+    bridge.load_replay_window(root, "binance-usdm", "BTCUSDT")
+    store.write_days(root, "binance-usdm", "BTCUSDT", columns(5_000, seed=1))  # a re-ingest rewrites the parts
+    w = bridge.load_replay_window(root, "binance-usdm", "BTCUSDT")
+    local, exch, n_bbo = replay_reference(bridge.load_events(root, "binance-usdm", "BTCUSDT", cache=False)[0])
+    assert _same(w.local, local) and _same(w.exch, exch) and w.n_bbo == n_bbo
+    cache_dir = root / "binance-usdm" / "BTCUSDT" / bridge.CACHE_DIR
+    day = store.list_days(root, "binance-usdm", "BTCUSDT")[0]
+    per_part = sorted((cache_dir / f"date={day}").glob("part-0000-*"))
+    assert [p.name.endswith(bridge.REPLAY_SUFFIX) for p in per_part] == [False, True]  # the stale pair is gone
+    per_part[1].write_bytes(b"not an array")
+    w2 = bridge.load_replay_window(root, "binance-usdm", "BTCUSDT")
+    assert _same(w2.exch, exch)
+    np.load(per_part[1])  # rewritten
+
+
+def test_exch_order_and_take_rows_match_numpy():
+    ev = bridge._frame_to_events(_shuffled_exch(columns(3000, seed=9), seed=9), 0.1, 2)
+    np.testing.assert_array_equal(bridge.exch_order(ev), ev[np.argsort(ev["ts_exch"], kind="stable")])
+    idx = np.random.default_rng(0).integers(0, len(ev), 500)
+    np.testing.assert_array_equal(bridge.take_rows(ev, idx), ev[idx])
+    assert len(bridge.exch_order(ev[:0])) == 0

@@ -1,0 +1,170 @@
+"""ML speed: training on 1 M rows, ONNX single-row and batch scoring, each against baselines of the same run.
+
+- training: ``mmlab.ml.train.fit_booster`` (single thread, deterministic, 200 rounds, 7 features) on 1 M
+  synthetic rows shaped like the tick features; goal < 60 s (printed as the share of the budget);
+- single row: ``OnnxScorer.score_row`` (the live path) against LightGBM's own ``predict`` of one row and a
+  trivial ONNX model (MatMul + Sigmoid) through the same I/O binding; goal <= 20 us;
+- batch: ``OnnxScorer.score_batch`` on the 1 M rows against LightGBM ``predict`` (1 and 2 threads), the same
+  scorer with 2 batch threads, the converter's two-output classifier graph (``label`` + ``probabilities``
+  [n, 2], what exports wrote before) and the trivial ONNX model (the cost of onnxruntime's call, input and
+  output handling alone); goal >= 1 M rows/s. Chunk sizes are swept for the exported graph.
+
+Scoring cost grows with the tree count, so scoring is measured for the first 50 trees (the size early stopping
+gives on the shared captures) and for the whole model. Wall figures depend on other load on the 2-core machine;
+the CPU-time figures (this process) much less.
+
+    python benchmarks/bench_ml.py [--rows 1000000] [--rounds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows like the tick features (spread, sizes, imbalance, returns, volatility) and a fill outcome."""
+    rng = np.random.default_rng(seed)
+    spread = rng.choice([1.0, 1.0, 1.0, 2.0, 3.0], n)
+    bq = rng.lognormal(1.0, 1.2, n)
+    aq = rng.lognormal(1.0, 1.2, n)
+    imb = (bq - aq) / (bq + aq)
+    r1 = rng.normal(0, 0.8, n)
+    r5 = r1 + rng.normal(0, 1.5, n)
+    vol = np.abs(rng.normal(0.3, 0.2, n))
+    logit = -1.5 + 0.8 * (spread == 1) - 0.3 * np.log(bq + aq) + 0.9 * np.abs(imb) + 0.6 * vol + 0.2 * r1
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    X = np.column_stack([spread, bq, aq, imb, r1, r5, vol]).astype(np.float32)
+    return X, y
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--single-calls", type=int, default=20_000)
+    args = ap.parse_args()
+
+    from mmlab.ml.dataset import TICK_FEATURES
+    from mmlab.ml.train import fit_booster
+
+    X, y = synthetic(args.rows)
+    print(f"rows {len(X):,}, features {X.shape[1]}, positive rate {y.mean():.3f}, rounds {args.rounds}")
+
+    t, c = time.perf_counter(), time.process_time()
+    booster, best, _ = fit_booster(X, y, seed=0, features=TICK_FEATURES, num_boost_round=args.rounds, early_stopping_rounds=0)
+    train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
+    print(f"training {len(X):,} rows, {best} trees: {train_s:.1f} s wall, {train_cpu:.1f} s CPU "
+          f"(goal < 60 s: {train_s / 60:.2f} of the budget)")
+
+    for n_trees in sorted({min(50, best), best}):
+        score_bench(booster, X, n_trees, args.single_calls)
+
+
+def _rate(fn, n_rows: int, repeats: int = 2) -> tuple[float, float]:
+    """(M rows/s wall, M rows per CPU second) of the best of ``repeats`` calls of ``fn`` after a warm-up call."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return n_rows / min(wall) / 1e6, n_rows / max(min(cpu), 1e-9) / 1e6
+
+
+def _single(score, rows: np.ndarray) -> tuple[float, float]:
+    """(us wall, us CPU) per call: median over 5 passes of the mean time per call."""
+    for x in rows[:1000]:
+        score(x)
+    wall, cpu = [], []
+    for _ in range(5):
+        t, c = time.perf_counter(), time.process_time()
+        for x in rows:
+            score(x)
+        wall.append((time.perf_counter() - t) / len(rows) * 1e6)
+        cpu.append((time.process_time() - c) / len(rows) * 1e6)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _trivial_onnx(n_features: int):
+    """MatMul + Sigmoid of the same input and output layout as the exported model: onnxruntime's own cost."""
+    from onnx import TensorProto, helper
+
+    from mmlab.ml.export import INPUT_NAME, OUTPUT_NAME, TARGET_OPSET
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [n_features, 1], np.full(n_features, 0.1, np.float32))
+    g = helper.make_graph([helper.make_node("MatMul", [INPUT_NAME, "w"], ["z"]), helper.make_node("Sigmoid", ["z"], [OUTPUT_NAME])],
+                          "trivial", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])],
+                          [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, 1])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", TARGET_OPSET[""])])
+    m.ir_version = 8
+    return m
+
+
+def _model_dir(d: Path, onx, output: str, column: int) -> Path:
+    import json
+
+    from mmlab.ml.dataset import TICK_FEATURES, schema_hash
+
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "model.onnx").write_bytes(onx.SerializeToString())
+    (d / "model.json").write_text(json.dumps({"model_id": d.name, "features": list(TICK_FEATURES), "output": output,
+                                              "positive_class_column": column, "schema_hash": schema_hash(TICK_FEATURES),
+                                              "thresholds": {}}))
+    return d
+
+
+def score_bench(booster, X: np.ndarray, n_trees: int, single_calls: int) -> None:
+    """Single-row and batch scoring of the first ``n_trees`` trees: onnxruntime vs LightGBM and a trivial model."""
+    from mmlab.ml.export import OUTPUT_NAME, booster_to_onnx
+    from mmlab.ml.infer import OnnxScorer
+
+    import lightgbm as lgb
+
+    b = lgb.Booster(model_str=booster.model_to_string(num_iteration=n_trees))
+    n = len(X)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        new = OnnxScorer(_model_dir(d / "single_output", booster_to_onnx(b, X.shape[1]), OUTPUT_NAME, 0))
+        two = OnnxScorer(d / "single_output", batch_threads=2)
+        old = OnnxScorer(_model_dir(d / "classifier", booster_to_onnx(b, X.shape[1], classifier=True), "probabilities", 1))
+        triv = OnnxScorer(_model_dir(d / "trivial", _trivial_onnx(X.shape[1]), OUTPUT_NAME, 0))
+        print(f"-- model of {n_trees} trees")
+
+        rows = X[:single_calls]
+        onnx_us, onnx_cpu = _single(new.score_row, rows)
+        old_us, old_cpu = _single(old.score_row, rows)
+        triv_us, triv_cpu = _single(triv.score_row, rows)
+        X64 = X[:2000].astype(np.float64)
+        lgb_us, lgb_cpu = _single(lambda x: b.predict(x.reshape(1, -1), num_threads=1), X64)
+        print(f"single row (us per call, wall / CPU): onnxruntime {onnx_us:.1f} / {onnx_cpu:.1f} (goal <= 20); "
+              f"two-output classifier graph {old_us:.1f} / {old_cpu:.1f}; trivial ONNX model {triv_us:.1f} / {triv_cpu:.1f}; "
+              f"LightGBM predict {lgb_us:.1f} / {lgb_cpu:.1f} -> onnxruntime {lgb_cpu / onnx_cpu:.1f}x faster (CPU)")
+
+        X64 = X.astype(np.float64)
+        figs = {
+            "onnxruntime, exported graph, 1 thread": _rate(lambda: new.score_batch(X), n),
+            "onnxruntime, exported graph, 2 threads": _rate(lambda: two.score_batch(X), n),
+            "onnxruntime, two-output classifier graph": _rate(lambda: old.score_batch(X), n),
+            "LightGBM predict, 1 thread": _rate(lambda: b.predict(X64, num_threads=1), n),
+            "LightGBM predict, 2 threads": _rate(lambda: b.predict(X64, num_threads=2), n),
+            "trivial ONNX model (call + I/O only)": _rate(lambda: triv.score_batch(X), n),
+        }
+        for chunk in (8_192, 1 << 16, 1 << 20):
+            figs[f"onnxruntime, exported graph, chunks of {chunk:,}"] = _rate(lambda c=chunk: new.score_batch(X, chunk_rows=c), n)
+        base_cpu = figs["LightGBM predict, 1 thread"][1]
+        print(f"batch of {n:,} rows (M rows/s wall, M rows per CPU second; goal >= 1 M/s):")
+        for name, (w, c) in figs.items():
+            print(f"  {name:<48} {w:6.2f} wall {c:6.2f} CPU  ({c / base_cpu:.2f}x LightGBM per CPU s)")
+        diff = np.abs(new.score_batch(X) - b.predict(X64, num_threads=1))
+        print(f"  q99 |onnxruntime - LightGBM| {np.quantile(diff, 0.99):.2g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Prometheus metrics of the live runner (names of the predecessor's seed: ``mm_md_cache_*``, per-stage
+durations, tick_total, deadline_miss, warmup_skip_total, backpressure_total, fail_safe_switch_total, ...).
+
+Each runner owns a :class:`LiveMetrics` with its own registry, served on ``live.metrics_port`` at /metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Wall-time buckets (s) of the per-frame and per-step histograms: 10 us .. 1 s.
+LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.15, 0.25,
+                   0.5, 1.0)
+
+
+class LiveMetrics:
+    """Every metric the runner exports, registered on ``self.registry``."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        # md cache (seed 004): the live book as the strategy's market-data view.
+        self.md_hit = Counter("mm_md_cache_hit", "decision ticks on a valid, fresh book", ["symbol"], registry=r)
+        self.md_miss = Counter("mm_md_cache_miss", "decision ticks on an invalid or stale book", ["symbol"], registry=r)
+        self.md_hit_ratio = Gauge("mm_md_cache_hit_ratio", "hits / (hits + misses) since start", ["symbol"], registry=r)
+        self.md_invalidate = Counter("mm_md_cache_invalidate", "book invalidations", ["reason"], registry=r)
+        self.md_depth_miss = Counter("mm_md_cache_depth_miss", "requested depth above the held depth", ["requested_have"],
+                                     registry=r)
+        self.md_age = Gauge("mm_md_cache_age_ms", "age of the newest market data of the symbol, ms", ["symbol"], registry=r)
+        self.md_refresh = Histogram("mm_md_cache_refresh_latency_seconds", "invalidation -> fresh snapshot, s",
+                                    registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.pricing_on_stale = Counter("mm_pricing_on_stale", "decision ticks held on stale data", ["reason"], registry=r)
+        # Stages and ticks.
+        self.stage = Histogram("mm_stage_duration_seconds", "wall time per runner stage", ["stage"], registry=r,
+                               buckets=LATENCY_BUCKETS)
+        self.tick_total = Histogram("mm_tick_total_seconds", "wall time of one runner step (frames -> decisions)",
+                                    registry=r, buckets=LATENCY_BUCKETS)
+        self.frame_latency = Histogram("mm_frame_to_decision_seconds", "frame received -> its step done, s",
+                                       registry=r, buckets=LATENCY_BUCKETS)
+        self.deadline_miss = Counter("mm_deadline_miss", "steps slower than live.step_ms", registry=r)
+        self.decisions = Counter("mm_decision_ticks", "decision ticks run", ["symbol"], registry=r)
+        # Resilience (seed 003).
+        self.warmup_skip = Counter("warmup_skip", "decision ticks held by the warm-up gate", ["symbol"], registry=r)
+        self.backpressure = Counter("backpressure", "frames coalesced into a full queue", ["venue"], registry=r)
+        self.fail_safe = Counter("fail_safe_switch", "switches to the fail-safe HARD halt", ["reason"], registry=r)
+        self.mode_switch = Counter("mode_switch", "routing mode switches", ["from_mode", "to_mode"], registry=r)
+        self.rollback = Counter("rollback", "rollbacks of a rollout", ["reason"], registry=r)
+        self.halted = Gauge("mm_symbol_halted", "LiveGate code holding the symbol (0 = quoting)", ["symbol"], registry=r)
+        # Websocket.
+        self.frames = Counter("mm_ws_frames", "frames received by kind", ["kind"], registry=r)
+        self.reconnects = Counter("mm_ws_reconnects", "websocket reconnects", registry=r)
+        self.gaps = Counter("mm_ws_sequence_gaps", "sequence gaps (resubscribed)", ["symbol"], registry=r)
+        self.pings = Counter("mm_ws_pings", "keepalive pings sent", registry=r)
+        self.queue_depth = Gauge("mm_ws_queue_depth", "frames waiting for the runner", registry=r)
+        # Paper orders and fills (route = paper).
+        self.trades_opened = Counter("trades_opened", "orders placed", ["route"], registry=r)
+        self.fills = Counter("mm_fills", "paper fills", ["route", "symbol"], registry=r)
+        self.position = Gauge("mm_position", "position (base units)", ["symbol"], registry=r)
+        self.pnl = Gauge("mm_pnl", "mark-to-mid pnl net of fees", ["symbol"], registry=r)
+        # Symbol features at the last decision tick.
+        self.sym_mid = Gauge("mm_symbol_mid", "local book mid", ["symbol"], registry=r)
+        self.sym_spread = Gauge("mm_symbol_spread_ticks", "local book spread, ticks", ["symbol"], registry=r)
+        self.sym_imbalance = Gauge("mm_symbol_imbalance", "(bid_qty - ask_qty) / (bid_qty + ask_qty) at the touch",
+                                   ["symbol"], registry=r)
+
+    def names(self) -> set[str]:
+        """Every series name the registry can expose (``_total``, ``_bucket``, ``_sum``, ``_count`` included)."""
+        suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                    "gauge": ("",), "summary": ("_sum", "_count", "_created")}
+        out = set()
+        for fam in self.registry.collect():
+            out.update(fam.name + suf for suf in suffixes.get(fam.type, ("",)))
+        return out
+
+    def serve(self, port: int, addr: str = "127.0.0.1"):
+        """Serve /metrics on ``port`` (a daemon thread); returns the server (``shutdown()`` stops it)."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return server

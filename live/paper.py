@@ -1,0 +1,265 @@
+"""The paper exchange: the simulator's compiled event loop (``mmlab.sim.loop_nb.run_loop_nb``) fed with the
+live events in small chunks, so decisions, queue positions, latencies and paper fills come from exactly the
+code a backtest runs.
+
+``step(events, horizon_ns)`` appends the events received since the last step and lets the loop process every
+intent (market event on either clock, order message, decision tick) strictly before ``horizon_ns``; rows later
+than the horizon wait for the next step, as the backtest carries rows between replay windows
+(``mmlab.sim.engine.simulate``). With the horizon a safety margin behind the newest receive time, every event
+that can still arrive is later than what was processed, and a backtest of the recording sees the same order.
+
+The loop is called only when it has more to do than apply market rows to the books (:meth:`PaperExchange.due`:
+a decision tick, a request or report arrival before the horizon, or :attr:`~PaperExchange.max_pending_rows`
+queued rows): rows before the next tick touch nothing else the strategy sees, so applying them in the call that
+runs the tick gives the same decisions and fills, and most frames cost a copy into the queue instead of a loop
+call. Exchange-side fills those rows cause are reported by that call, in simulated time as before.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from live.gate import gated_spec
+from live.venues.common import EventBuffer
+from mmlab.errors import DataError, MmlabError
+from mmlab.sim import engine
+from mmlab.types import Kind, LoopStatus, event_dtype
+
+#: Output buffers a step hands back (decision rows and their quotes/actions feed decisions.parquet).
+OUTPUTS = ("fills", "oev", "states", "decisions", "dec_quotes", "dec_actions")
+
+#: Largest |local receive time - exchange time| of the first event accepted (decision ticks start at the
+#: earlier of the two, so a wrong clock would otherwise schedule every tick since the exchange time).
+MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
+
+
+#: Default of :attr:`PaperExchange.max_pending_rows`.
+MAX_PENDING_ROWS = 4096
+
+_RAW = np.dtype((np.void, event_dtype.itemsize))
+
+
+class _Rows:
+    """A growable ``event_dtype`` array: rows ``ev[:n]``."""
+
+    def __init__(self, capacity: int = 1 << 12):
+        self.ev = np.zeros(capacity, dtype=event_dtype)
+        self.raw = self.ev.view(_RAW)
+        self.n = 0
+
+    # Rows are copied as opaque bytes: a structured-array assignment goes field by field (~10x slower).
+
+    def view(self) -> np.ndarray:
+        return self.ev[: self.n]
+
+    def _room(self, k: int) -> None:
+        if self.n + k > len(self.ev):
+            grown = np.zeros(max(2 * len(self.ev), self.n + k), dtype=event_dtype)
+            grown.view(_RAW)[: self.n] = self.raw[: self.n]
+            self.ev = grown
+            self.raw = grown.view(_RAW)
+
+    def extend(self, rows: np.ndarray) -> None:
+        k = len(rows)
+        self._room(k)
+        self.raw[self.n: self.n + k] = np.ascontiguousarray(rows).view(_RAW)
+        self.n += k
+
+    def keep_from(self, i: int) -> None:
+        """Drop rows before ``i`` (processed); the rest moves to the front."""
+        rest = self.n - i
+        if rest > 0 and i > 0:
+            self.raw[:rest] = self.raw[i: self.n].copy()
+        self.n = max(rest, 0)
+
+    def replace(self, rows: np.ndarray) -> None:
+        self.n = 0
+        self.extend(rows)
+
+
+def _touch(arrays) -> None:
+    """Write every memory page of ``arrays`` once (same values): freshly allocated buffers are mapped lazily, and
+    the first decisions would otherwise pay the page faults of the order lists, rings and output buffers."""
+    page = 4096
+    for x in arrays:
+        if isinstance(x, np.ndarray) and x.nbytes > page and x.flags.c_contiguous:
+            b = x.reshape(-1).view(np.uint8)
+            b[::page] = b[::page].copy()
+
+
+class _BoundAddress:
+    """A compiled kernel passed to the loop as a first-class function by its cached address (numba's wrapper
+    address protocol): a dispatcher argument would be looked up again at every call (~0.5 ms each)."""
+
+    def __init__(self, dispatcher, sig):
+        from numba.experimental.function_type import _get_wrapper_address
+
+        self.dispatcher = dispatcher  # keeps the compiled code alive
+        self.addr = _get_wrapper_address(dispatcher, sig)
+
+    def __wrapper_address__(self):
+        return self.addr
+
+
+class PaperExchange:
+    """Simulator state of a live session; outputs of each step are returned and also kept for the end."""
+
+    def __init__(self, cfg, specs: list, strategy):
+        self.cfg = cfg
+        self.specs = specs
+        self.strategy = gated_spec(strategy)
+        self.a = engine.new_sim_arrays(cfg, specs, self.strategy)
+        self.gate_col = self.a.strat_state.shape[1] - 1
+        self.out = engine._Collector()
+        self.entry = None
+        self._local = _Rows()  # received, not yet processed: ts_local order
+        self._exch = _Rows()  # the same rows: carried ones in ts_exch order, then the new ones
+        #: Queued rows that make the next :meth:`step` call the loop even when nothing else is due (bounds the
+        #: work, hence the latency, of the call that runs a decision tick).
+        self.max_pending_rows = MAX_PENDING_ROWS
+        self.steps = 0  # loop calls
+        self.horizon = -1  # every intent before this was processed
+        self.events = 0
+        self.events_bbo_skipped = 0
+        self.late_exch_events = 0  # arrived with ts_exch before the processed horizon (margin too small)
+        self.loop_s = 0.0
+        self.jit_s = 0.0
+        self.started = False
+
+    def set_gate(self, symbol_id: int, gate: int) -> None:
+        self.a.strat_state[symbol_id, self.gate_col] = float(gate)
+
+    def gate(self, symbol_id: int) -> int:
+        return int(self.a.strat_state[symbol_id, self.gate_col])
+
+    def warm(self) -> None:
+        """Load (or compile) the loop kernel and bind the strategy before the first frame arrives."""
+        if self.entry is None:
+            t = time.perf_counter()
+            e = np.zeros(0, dtype=event_dtype)
+            self.entry = engine.loop_entry(self.a, e, e)
+            self.entry(e, e, 0, False, *self.a.state_args(), self.strategy.decide, *self.a.out_args())
+            self._bind()
+            _touch(self.a.state_args() + self.a.out_args())
+            self.jit_s += time.perf_counter() - t
+
+    def _bind(self) -> None:
+        """Arguments after the state arrays, with the kernels (decide and the hooks) bound by address."""
+
+        out = list(self.a.out_args())
+        self._decide = self.strategy.decide
+        try:
+            self._decide = _BoundAddress(self.strategy.decide, engine.decide_signature(self.a))
+            if hasattr(engine, "hook_signatures") and len(out) >= 2:
+                ev_sig, fill_sig = engine.hook_signatures(self.a)
+                out[0] = _BoundAddress(out[0], ev_sig)
+                out[1] = _BoundAddress(out[1], fill_sig)
+        except Exception:  # noqa: BLE001 - fall back to passing the dispatchers (slower, same result)
+            self._decide = self.strategy.decide
+            out = list(self.a.out_args())
+        self._out_args = tuple(out)
+        self._state_args = self.a.state_args()
+        # Output-row counters of the run state as one int64 view: a flush is needed only when one is non-zero.
+        rs = self.a.rs
+        self._counters = rs.view(np.int64)
+        self._count_idx = np.array([rs.dtype.fields[k][1] // 8 for k in rs.dtype.names
+                                    if k.startswith("n_") and k.endswith("_rows")], dtype=np.int64)
+
+    def add(self, events: np.ndarray | EventBuffer | None) -> None:
+        """Queue ``events`` (ts_local order; an :class:`EventBuffer` is emptied) for the next loop call."""
+        if isinstance(events, EventBuffer):
+            rows = events.ev[: events.n]
+            events.n = 0
+        else:
+            rows = events
+        if rows is None or not len(rows):
+            return
+        bbo = rows["kind"] == Kind.BBO
+        if bbo.any():
+            self.events_bbo_skipped += int(bbo.sum())
+            rows = rows[~bbo]
+            if not len(rows):
+                return
+        k = len(rows)
+        self.events += k
+        if self.started:
+            self.late_exch_events += int((rows["ts_exch"] < self.horizon).sum())
+        self._local.extend(rows)
+        self._exch.extend(rows)
+
+    def due(self, horizon_ns: int) -> bool:
+        """Whether a loop call before ``horizon_ns`` has more to do than apply market rows to the books: a
+        decision tick, a request or report arrival is due, the session is not started, or the queued rows
+        reached :attr:`max_pending_rows` (book-only rows wait for the next call; the result is the same)."""
+        if not self.started:
+            return self._local.n > 0
+        r = self.a.rs[0]
+        h = int(horizon_ns)
+        return (int(r["next_decision_ts"]) < h or int(r["next_req_ts"]) < h or int(r["next_resp_ts"]) < h
+                or self._local.n >= self.max_pending_rows)
+
+    def step(self, events: np.ndarray | EventBuffer | None, horizon_ns: int) -> dict[str, list[np.ndarray]]:
+        """Add ``events`` (ts_local order) and run the loop up to ``horizon_ns`` (exclusive) when :meth:`due`.
+
+        Returns the output rows produced by this step, lists of arrays by buffer name (:data:`OUTPUTS`).
+        """
+        self.add(events)
+        if not self.due(horizon_ns):
+            return {k: [] for k in OUTPUTS}
+        a = self.a
+        local_ev = self._local.view()
+        if not self.started:
+            # Decision k is at t0 + k * interval, t0 = the first event time (as in the backtest).
+            first_exch = int(local_ev["ts_exch"].min())
+            t0 = min(int(local_ev[0]["ts_local"]), first_exch)
+            skew_ns = int(local_ev[0]["ts_local"]) - first_exch
+            if abs(skew_ns) > MAX_CLOCK_SKEW_NS:
+                raise DataError(
+                    f"exchange time {first_exch} ns is {skew_ns / 1e9:+.1f} s from the local receive "
+                    f"clock (limit {MAX_CLOCK_SKEW_NS / 1e9:.0f} s): the machine clock (NTP) or the feed's "
+                    "timestamps are wrong; a replayed recording must be sent with current exchange times")
+            if horizon_ns <= t0:
+                return {k: [] for k in OUTPUTS}
+            a.rs["t0"] = t0
+            a.rs["next_decision_ts"] = t0 + int(a.sp[0]["interval_ns"])
+            self.started = True
+        self.warm()
+        # Exchange order: rows carried from the last call first, then the new ones, stable by ts_exch.
+        exch_rows = self._exch.view()
+        order = np.argsort(exch_rows["ts_exch"], kind="stable")
+        exch_ev = self._exch.raw[: self._exch.n][order].view(event_dtype)  # rows moved as bytes
+        a.rs["i_local"] = 0
+        a.rs["i_exch"] = 0
+        marks = {k: len(getattr(self.out, k)) for k in OUTPUTS if hasattr(self.out, k)}
+        while True:
+            t = time.perf_counter()
+            status = self.entry(local_ev, exch_ev, int(horizon_ns), False, *self._state_args, self._decide,
+                                *self._out_args)
+            self.loop_s += time.perf_counter() - t
+            if status == LoopStatus.FLUSH:
+                self.out.flush(a)
+                continue
+            if status == LoopStatus.RESPONSE_QUEUE_FULL:
+                raise MmlabError("paper exchange report queue overflowed (more than RING_CAP reports in flight for "
+                                 "one symbol); lower sim.response_latency_ms or the strategy's order rate")
+            break
+        if self._counters[self._count_idx].any():
+            self.out.flush(a)
+        self._local.keep_from(int(a.rs[0]["i_local"]))
+        self._exch.replace(exch_ev[int(a.rs[0]["i_exch"]):])
+        self.horizon = max(self.horizon, int(horizon_ns))
+        self.steps += 1
+        new = {k: getattr(self.out, k)[marks[k]:] for k in marks}
+        # A session runs for days: rows leave with the step that produced them (the runner logs them).
+        self.out = engine._Collector()
+        return new
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows received but not yet processed by the loop."""
+        return self._local.n
+
+    def working_orders(self, symbol_id: int) -> int:
+        return int(self.a.ss[symbol_id]["n_local"])

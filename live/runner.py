@@ -1,0 +1,620 @@
+"""``mmlab live --paper``: venue frames -> event rows -> the simulator's loop (same book kernel, same strategy,
+paper fills from the same matching/queue/latency kernels) -> decisions, fills, logs and metrics.
+
+Tasks of one session (one asyncio loop, one thread):
+
+- reader: connects (exponential backoff, resubscribe on every connect), stamps each frame with a strictly
+  increasing local ns time, records it, and queues it. The queue holds at most ``live.queue_max`` entries; when
+  full, new frames are coalesced into the last entry (``backpressure_total``); past ``live.max_backlog_frames``
+  the backlog is dropped and every book re-synced (resubscribe).
+- keepalive: ``{"op":"ping"}`` every ``live.ping_interval_s``.
+- processor: every ``live.step_ms`` (or when frames arrive) normalizes the queued frames, sets the per-symbol
+  gates (warm-up, stale feed, invalid book, kill switch) and steps the paper exchange up to
+  ``now - live.horizon_margin_ms``; writes ticks/fills/orders JSONL and updates the metrics.
+
+At the end (duration, signal or :meth:`LiveRunner.stop`): queued frames are processed, every symbol is gated
+SHUTDOWN so the strategy cancels its working orders, the paper exchange runs until those cancels are answered,
+and ``decisions.parquet``, ``summary.json`` and the logs are written and flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from live.metrics import LiveMetrics
+from live.paper import PaperExchange
+from live.recorder import Recorder
+from live.venues import make_adapter
+from live.venues.common import EventBuffer, Frame
+from mmlab.errors import ConfigError
+from mmlab.types import LiveGate, OrderEventKind
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+_FRAME_NAMES = [f"frames_{f.name.lower()}" for f in Frame]
+
+
+def gate_name(reason: int) -> str:
+    """``open`` for a strategy reason code, else the name of the LiveGate the gated decision returned."""
+    return LiveGate(-reason).name.lower() if reason < 0 and -reason in LiveGate._value2member_map_ else "open"
+
+
+def _fnum(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+class LiveRunner:
+    """One paper-trading session. ``await runner.run()`` returns the summary dict (also in summary.json)."""
+
+    def __init__(self, cfg, *, out_dir: str | os.PathLike | None = None, instruments: dict | None = None,
+                 clock_ns=time.time_ns, real=None):
+        from mmlab.sim.strategies import get_strategy
+
+        self.cfg = cfg
+        lc = cfg.live
+        self.lc = lc
+        self.venue = lc.venue
+        self.symbols = [s.upper() for s in (lc.symbols or cfg.data.symbols)]
+        if not self.symbols:
+            raise ConfigError("[live] symbols is empty and [data] symbols names none: pass --symbols BTCUSDT,...")
+        self.clock_ns = clock_ns
+        self.out = Path(out_dir or lc.out_dir or Path("experiments") / "live" /
+                        dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.recorder = Recorder(self.out / "recording", self.venue)
+        self.inst_bodies: list[bytes] = []
+        self._given_instruments = instruments
+        self.strategy = get_strategy(cfg.strategy.name)
+        self.adapter = None
+        self.paper = None
+        self.metrics = LiveMetrics()
+        self.buffer = EventBuffer()
+        self.queue: collections.deque = collections.deque()  # entries: lists of (ts_local_ns, raw)
+        self.backlog = 0
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.ws = None
+        self.last_ts = 0
+        self.t_start_ns = 0
+        self.invalid_since = np.full(len(self.symbols), -1, dtype=np.int64)
+        self.gate_now = np.zeros(len(self.symbols), dtype=np.int64)
+        self.counts = collections.Counter()
+        # Latency samples for the summary's percentiles: the most recent million of each.
+        self.frame_lat_ns: collections.deque = collections.deque(maxlen=1_000_000)
+        self.step_ns: collections.deque = collections.deque(maxlen=1_000_000)
+        self._logs = {k: open(self.out / f"{k}.jsonl", "w") for k in ("ticks", "fills", "orders")}
+        self._dec_parts: dict[str, list] = {"decisions": [], "dec_quotes": [], "dec_actions": []}
+        self.server_log: list[str] = []
+        self.stage_latency = None
+        self.real = real  # live.real.session.RealSession in real mode: the decision actions also go to the venue
+
+    # ---------------------------------------------------------------------------------------- set-up
+
+    def setup(self) -> None:
+        """Tick/lot sizes (config, else REST instruments-info), the venue adapter and the paper exchange."""
+        from mmlab.sim.engine import SymbolSpec
+
+        if self.paper is not None:
+            return
+        self.instruments = inst = self._instruments(self._given_instruments)
+        self.adapter = make_adapter(self.venue, self.symbols, inst, book_depth=self.lc.book_depth)
+        self.specs = [SymbolSpec(s, float(inst[s]["tick_size"]), float(inst[s]["lot_size"]),
+                                 (inst[s].get("contract") or {}).get("type", "linear"),
+                                 float((inst[s].get("contract") or {}).get("contract_size", 1.0)))
+                      for s in self.symbols]
+        self.paper = PaperExchange(self.cfg, self.specs, self.strategy)
+        self.paper.warm()
+        m = self.metrics
+        # Per-symbol metric children, looked up once (a labels() call per tick costs more than the tick).
+        self._ms = [{"halted": m.halted.labels(s), "age": m.md_age.labels(s), "hit": m.md_hit.labels(s),
+                     "miss": m.md_miss.labels(s), "ratio": m.md_hit_ratio.labels(s), "dec": m.decisions.labels(s),
+                     "warm": m.warmup_skip.labels(s), "mid": m.sym_mid.labels(s), "spread": m.sym_spread.labels(s),
+                     "imb": m.sym_imbalance.labels(s), "pos": m.position.labels(s), "pnl": m.pnl.labels(s),
+                     "fills": m.fills.labels("paper", s)} for s in self.symbols]
+        self._hits = np.zeros((len(self.symbols), 2), dtype=np.int64)
+        self._stage = [m.stage.labels(k) for k in ("decode", "sim_step", "output")]
+        self._frame_m = [m.frames.labels(f.name.lower()) for f in Frame]
+
+    def _instruments(self, given: dict | None) -> dict:
+        lc = self.lc
+        inst = {s: dict(v) for s, v in (given or {}).items()}
+        need = [s for s in self.symbols if s not in inst]
+        if need and all(s in lc.tick_sizes and s in lc.lot_sizes for s in need):
+            for s in need:
+                inst[s] = {"tick_size": float(lc.tick_sizes[s]), "lot_size": float(lc.lot_sizes[s])}
+            need = []
+        if need:
+            if self.venue.startswith("bybit"):
+                from live.venues.bybit import fetch_instruments
+
+                got, bodies = fetch_instruments(self.venue, need, lc.rest_url, timeout_s=lc.connect_timeout_s)
+            else:
+                from live.venues.binance import fetch_instruments
+
+                got, bodies = fetch_instruments(self.venue, need, lc.rest_url, timeout_s=lc.connect_timeout_s)
+            inst.update(got)
+            self.inst_bodies = bodies
+        for s in self.symbols:  # config overrides win
+            if s in lc.tick_sizes:
+                inst[s]["tick_size"] = float(lc.tick_sizes[s])
+            if s in lc.lot_sizes:
+                inst[s]["lot_size"] = float(lc.lot_sizes[s])
+        return inst
+
+    def now_ns(self) -> int:
+        """Local receive clock: strictly increasing, so frames never share a ts_local."""
+        t = self.clock_ns()
+        if t <= self.last_ts:
+            t = self.last_ts + 1
+        self.last_ts = t
+        return t
+
+    # ------------------------------------------------------------------------------------------ tasks
+
+    async def _reader(self) -> None:
+        import websockets
+
+        lc = self.lc
+        url = self.adapter.ws_url(lc.ws_url)
+        delay = lc.backoff_initial_s
+        first = True
+        while not self.stopping:
+            try:
+                async with websockets.connect(url, open_timeout=lc.connect_timeout_s, ping_interval=None,
+                                              max_size=None, compression=None) as ws:
+                    self.ws = ws
+                    if not first:
+                        self.counts["reconnects"] += 1
+                        self.metrics.reconnects.inc()
+                        self._invalidate_all("reconnect")
+                    first = False
+                    self.adapter.on_connect()
+                    for msg in self.adapter.subscribe_messages():
+                        await ws.send(msg)
+                    if hasattr(self.adapter, "snapshot_url"):
+                        # REST-synced books (Binance): snapshots once some diffs are buffered.
+                        for i in range(len(self.symbols)):
+                            self._resync(i, delay_s=0.25)
+                    delay = lc.backoff_initial_s
+                    async for raw in ws:
+                        ts = self.now_ns()
+                        if isinstance(raw, str):
+                            raw = raw.encode()
+                        self.recorder.write(ts, raw)
+                        self._enqueue(ts, raw)
+                        if self.stopping:
+                            break
+            except (TimeoutError, OSError, Exception) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                self.counts["connect_errors"] += 1
+                self.server_log.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                self.ws = None
+            if self.stopping:
+                break
+            self.counts["disconnects"] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2.0, lc.backoff_max_s)
+
+    def _enqueue(self, ts: int, raw: bytes) -> None:
+        lc = self.lc
+        if len(self.queue) >= lc.queue_max:
+            self.queue[-1].append((ts, raw))
+            self.counts["backpressure"] += 1
+            self.metrics.backpressure.labels(self.venue).inc()
+        else:
+            self.queue.append([(ts, raw)])
+        self.backlog += 1
+        if self.backlog > lc.max_backlog_frames:
+            # Too far behind: drop the backlog and re-sync every book from fresh snapshots.
+            self.counts["backlog_dropped_frames"] += self.backlog
+            self.queue.clear()
+            self.backlog = 0
+            self._invalidate_all("backlog")
+            self._resync_all()
+        self.wake.set()
+
+    async def _keepalive(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.lc.ping_interval_s)
+            ws = self.ws
+            msg = self.adapter.ping_message
+            if ws is not None and msg:
+                try:
+                    await ws.send(msg)
+                    self.counts["pings"] += 1
+                    self.metrics.pings.inc()
+                except Exception as exc:  # noqa: BLE001 - the reader notices the broken connection
+                    self.server_log.append(f"ping failed: {exc}")
+
+    def _invalidate_all(self, reason: str) -> None:
+        now = self.clock_ns()
+        for i in range(len(self.symbols)):
+            if self.adapter.book_valid[i]:
+                self.metrics.md_invalidate.labels(reason).inc()
+            self.adapter.book_valid[i] = False
+            if self.invalid_since[i] < 0:
+                self.invalid_since[i] = now
+
+    def _resync_all(self) -> None:
+        for i in range(len(self.symbols)):
+            self._resync(i)
+
+    def _resync(self, i: int, delay_s: float = 0.0) -> None:
+        """Re-sync symbol i's book: a REST snapshot (Binance) or a resubscription (Bybit answers with a snapshot)."""
+        if not hasattr(self.adapter, "snapshot_url"):
+            self._send_later(self.adapter.resubscribe_messages(i))
+            return
+        url = self.adapter.snapshot_url(i, self.lc.rest_url)
+
+        def get() -> bytes:
+            import urllib.request
+
+            with urllib.request.urlopen(url, timeout=self.lc.connect_timeout_s) as r:
+                return r.read()
+
+        async def fetch():
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            try:
+                body = await asyncio.to_thread(get)
+            except OSError as exc:
+                self.counts["snapshot_errors"] += 1
+                self.server_log.append(f"snapshot {url}: {exc}")
+                return
+            ts = self.now_ns()
+            self.adapter.expect_snapshot(ts, i)
+            self.recorder.write(ts, body)
+            self._enqueue(ts, body)
+
+        asyncio.get_running_loop().create_task(fetch())
+
+    def _send_later(self, msgs: list[str]) -> None:
+        ws = self.ws
+        if ws is None:
+            return  # the next connection subscribes afresh
+
+        async def send():
+            try:
+                for m in msgs:
+                    await ws.send(m)
+            except Exception:  # noqa: BLE001
+                pass
+
+        asyncio.get_running_loop().create_task(send())
+
+    async def _processor(self, deadline_ns: int | None) -> None:
+        step_s = self.lc.step_ms / 1000.0
+        while not self.stopping:
+            if deadline_ns is not None and self.clock_ns() >= deadline_ns:
+                break
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=step_s)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            self.process_pending(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS))
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def process_pending(self, horizon_ns: int, *, final_gate: int | None = None) -> None:
+        """Normalize queued frames, set gates, step the paper exchange to ``horizon_ns`` and log the outputs."""
+        t0 = time.perf_counter_ns()
+        stamps = []
+        while self.queue:
+            entry = self.queue.popleft()
+            for ts, raw in entry:
+                self._on_frame(ts, raw)
+                stamps.append(ts)
+        self.backlog = 0
+        t1 = time.perf_counter_ns()
+        self.paper.add(self.buffer)
+        if final_gate is not None or self.paper.due(horizon_ns):  # gates matter only to a loop call
+            self._set_gates(final_gate)
+        out = self.paper.step(None, horizon_ns)
+        t2 = time.perf_counter_ns()
+        self._emit(out)
+        t3 = time.perf_counter_ns()
+        m = self.metrics
+        st = self._stage
+        if stamps:
+            st[0].observe((t1 - t0) / 1e9)
+            done = self.clock_ns()
+            for ts in stamps:
+                lat = done - ts
+                self.frame_lat_ns.append(lat)
+                m.frame_latency.observe(lat / 1e9)
+        st[1].observe((t2 - t1) / 1e9)
+        st[2].observe((t3 - t2) / 1e9)
+        m.tick_total.observe((t3 - t0) / 1e9)
+        self.step_ns.append(t3 - t0)
+        if (t3 - t0) > self.lc.step_ms * NS_PER_MS:
+            m.deadline_miss.inc()
+            self.counts["deadline_miss"] += 1
+        m.queue_depth.set(self.backlog)
+
+    def _on_frame(self, ts: int, raw: bytes) -> None:
+        code, sid = self.adapter.on_frame(raw, ts, self.buffer)
+        name = _FRAME_NAMES[code]
+        self.counts[name] += 1
+        self._frame_m[code].inc()
+        if code == Frame.GAP:
+            sym = self.symbols[sid]
+            self.counts["gaps"] += 1
+            self.metrics.gaps.labels(sym).inc()
+            self.metrics.md_invalidate.labels("ws_gap").inc()
+            if self.invalid_since[sid] < 0:
+                self.invalid_since[sid] = ts
+            self._resync(sid)
+        elif code == Frame.MARKET and sid >= 0 and self.invalid_since[sid] >= 0 and self.adapter.book_valid[sid]:
+            self.metrics.md_refresh.observe(max(ts - int(self.invalid_since[sid]), 0) / 1e9)
+            self.invalid_since[sid] = -1
+
+    def _set_gates(self, final_gate: int | None) -> None:
+        lc = self.lc
+        now = self.clock_ns()
+        kill = bool(lc.kill_switch_file) and os.path.exists(lc.kill_switch_file)
+        kill = kill or (self.real is not None and self.real.halted is not None)
+        warm = now - self.t_start_ns < lc.warmup_s * NS_PER_S
+        stale_ns = lc.stale_ms * NS_PER_MS
+        valid = self.adapter.book_valid
+        last = self.adapter.last_data_ns
+        for i in range(len(self.symbols)):
+            if final_gate is not None:
+                g = final_gate
+            elif kill:
+                g = 4  # LiveGate.KILL_SWITCH
+            elif warm:
+                g = 1  # WARMUP
+            elif not valid[i]:
+                g = 3  # BOOK_INVALID
+            elif now - int(last[i]) > stale_ns:
+                g = 2  # STALE
+            else:
+                g = 0  # OPEN
+            prev = int(self.gate_now[i])
+            if g != prev:
+                if g in (LiveGate.STALE, LiveGate.KILL_SWITCH, LiveGate.BOOK_INVALID) and self.paper.started:
+                    reason = LiveGate(g).name.lower()
+                    self.metrics.fail_safe.labels(reason).inc()
+                    self.counts[f"halt_{reason}"] += 1
+                self.gate_now[i] = g
+                self.paper.set_gate(i, g)
+                self._ms[i]["halted"].set(g)
+            if last[i]:
+                self._ms[i]["age"].set((now - int(last[i])) / NS_PER_MS)
+
+    def _emit(self, out: dict) -> None:
+        if self.real is not None:
+            self.real.on_step(out)
+        specs = self.specs
+        m = self.metrics
+        for k in ("decisions", "dec_quotes", "dec_actions"):
+            self._dec_parts[k].extend(out.get(k, ()))
+        for rows in out["states"]:
+            for r in rows:
+                s = int(r["symbol_id"])
+                sym = specs[s].symbol
+                tick = specs[s].tick_size
+                ms = self._ms[s]
+                reason = int(r["reason"])
+                ms["dec"].inc()
+                gate = gate_name(reason)
+                if gate != "open":
+                    ms["miss"].inc()
+                    self._hits[s, 1] += 1
+                    if gate == "warmup":
+                        ms["warm"].inc()
+                        self.counts["warmup_skip"] += 1
+                    elif gate == "stale":
+                        m.pricing_on_stale.labels("guard_block").inc()
+                else:
+                    ms["hit"].inc()
+                    self._hits[s, 0] += 1
+                ms["ratio"].set(self._hits[s, 0] / max(int(self._hits[s].sum()), 1))
+                bb, ba = int(r["best_bid_ticks"]), int(r["best_ask_ticks"])
+                ok = bb > -(2**61) and ba < 2**61
+                mid = float(r["mid_ticks"]) * tick
+                if ok:
+                    ms["mid"].set(mid)
+                    ms["spread"].set(ba - bb)
+                    q = float(r["bid_qty"]) + float(r["ask_qty"])
+                    ms["imb"].set((float(r["bid_qty"]) - float(r["ask_qty"])) / q if q > 0 else 0.0)
+                ms["pos"].set(float(r["position"]))
+                if np.isfinite(r["pnl"]):
+                    ms["pnl"].set(float(r["pnl"]))
+                self._logs["ticks"].write(json.dumps({
+                    "ts_local": int(r["ts_local"]), "symbol": sym,
+                    "best_bid": bb * tick if ok else None, "best_ask": ba * tick if ok else None,
+                    "mid": _fnum(mid), "quote_bid": int(r["quote_bid_ticks"]) * tick if r["quote_bid_ticks"] >= 0 else None,
+                    "quote_ask": int(r["quote_ask_ticks"]) * tick if r["quote_ask_ticks"] >= 0 else None,
+                    "n_quotes_bid": int(r["n_quotes_bid"]), "n_quotes_ask": int(r["n_quotes_ask"]),
+                    "n_actions": int(r["n_actions"]), "n_working": int(r["n_working"]),
+                    "position": float(r["position"]), "fees": float(r["fees"]), "pnl": _fnum(r["pnl"]),
+                    "reason": reason, "gate": gate,
+                }) + "\n")
+        for rows in out["fills"]:
+            for f in rows:
+                s = int(f["symbol_id"])
+                sym = specs[s].symbol
+                self._ms[s]["fills"].inc()
+                self.counts["fills"] += 1
+                self._logs["fills"].write(json.dumps({
+                    "ts_exch": int(f["ts_exch"]), "ts_local": int(f["ts_local"]), "symbol": sym,
+                    "order_id": int(f["order_id"]), "order_seq": int(f["order_seq"]), "side": int(f["side"]),
+                    "price": int(f["price_ticks"]) * specs[s].tick_size, "price_ticks": int(f["price_ticks"]),
+                    "qty": float(f["qty"]), "maker": bool(f["maker"]), "fee": float(f["fee"]),
+                    "queue_ahead_qty": _fnum(f["queue_ahead_qty"]), "position_after": float(f["position_after"]),
+                    "route": "paper",
+                }) + "\n")
+        for rows in out["oev"]:
+            for e in rows:
+                s = int(e["symbol_id"])
+                kind = OrderEventKind(int(e["kind"]))
+                if kind == OrderEventKind.SENT:
+                    m.trades_opened.labels("paper").inc()
+                self._logs["orders"].write(json.dumps({
+                    "ts_local": int(e["ts_local"]), "ts_exch": int(e["ts_exch"]), "symbol": specs[s].symbol,
+                    "order_id": int(e["order_id"]), "order_seq": int(e["order_seq"]), "event": kind.name.lower(),
+                    "side": int(e["side"]), "price": int(e["price_ticks"]) * specs[s].tick_size,
+                    "qty": float(e["qty"]), "leaves_qty": float(e["leaves_qty"]), "reason": int(e["reason"]),
+                }) + "\n")
+
+    # ------------------------------------------------------------------------------------------ session
+
+    async def run(self, duration_s: float | None = None) -> dict:
+        """Run until ``duration_s`` (default ``live.duration_s``; 0 = until :meth:`stop` or SIGINT/SIGTERM)."""
+        duration_s = self.lc.duration_s if duration_s is None else duration_s
+        # Blocking REST and kernel loading off the event loop (a local venue may share it).
+        await asyncio.to_thread(self.setup)
+        if self.real is not None:
+            await self.real.start(self)
+        self.t_start_ns = self.clock_ns()
+        t_wall = time.perf_counter()
+        for body in self.inst_bodies:
+            self.recorder.write(self.now_ns(), body)
+        deadline = self.t_start_ns + int(duration_s * NS_PER_S) if duration_s else None
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        reader = asyncio.create_task(self._reader())
+        keep = asyncio.create_task(self._keepalive())
+        try:
+            await self._processor(deadline)
+        finally:
+            self.stopping = True
+            for t in (reader, keep):
+                t.cancel()
+            for t in (reader, keep):
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        summary = self.shutdown(time.perf_counter() - t_wall)
+        if self.real is not None:
+            summary["mode"] = "real"
+            summary["real"] = await self.real.close()
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        return summary
+
+    def stop(self) -> None:
+        """Ask the session to end (graceful: working orders are canceled, logs flushed)."""
+        self.stopping = True
+        self.wake.set()
+
+    def shutdown(self, wall_s: float) -> dict:
+        """Process what is queued, cancel every working order, write decisions.parquet and summary.json."""
+        now = self.clock_ns()
+        self.process_pending(now - int(self.lc.horizon_margin_ms * NS_PER_MS))
+        working_before = sum(self.paper.working_orders(i) for i in range(len(self.symbols)))
+        sp = self.paper.a.sp[0]
+        # Simulated time only: one decision tick (cancel all) plus the cancels' round trip.
+        lat = int(sp["entry_latency_ns"]) + int(sp["cancel_latency_ns"]) + int(sp["response_latency_ns"])
+        h = max(int(self.paper.horizon), now) + 2 * int(sp["interval_ns"]) + 2 * lat + NS_PER_MS
+        if self.paper.started:
+            self.process_pending(h, final_gate=int(LiveGate.SHUTDOWN))
+        working_after = sum(self.paper.working_orders(i) for i in range(len(self.symbols)))
+        self.recorder.close()
+        for f in self._logs.values():
+            f.close()
+        self._write_decisions()
+        summary = self._summary(wall_s, working_before, working_after)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        return summary
+
+    def _write_decisions(self) -> None:
+        """decisions.parquet with the backtest's columns (``mmlab.sim.decisions.decisions_frame``)."""
+        from mmlab.sim import engine
+        from mmlab.types import (
+            decision_quote_dtype,
+            decision_row_dtype,
+            sim_action_dtype,
+        )
+
+        dtypes = {"decisions": decision_row_dtype, "dec_quotes": decision_quote_dtype, "dec_actions": sim_action_dtype}
+        out = {k: np.concatenate(v) if v else np.zeros(0, dtype=dtypes[k]) for k, v in self._dec_parts.items()}
+        raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
+               "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
+        frame, self.stage_latency = engine.decision_outputs(self.specs, raw)
+        frame.write_parquet(self.out / "decisions.parquet", statistics=True)
+
+    def _summary(self, wall_s: float, working_before: int, working_after: int) -> dict:
+        a = self.paper.a
+        rs = a.rs[0]
+        lat = np.array(self.frame_lat_ns, dtype=np.float64) / 1e3
+        steps = np.array(self.step_ns, dtype=np.float64) / 1e3
+        per_symbol = {}
+        for i, sp in enumerate(self.specs):
+            ss = a.ss[i]
+            per_symbol[sp.symbol] = {"position_final": float(ss["exch_position"]), "fees": float(ss["exch_fees"]),
+                                     "n_fills": int(ss["exch_n_fills"]), "volume_qty": float(ss["exch_volume"]),
+                                     "book_valid": bool(self.adapter.book_valid[i]),
+                                     "gate_final": LiveGate(int(self.gate_now[i])).name.lower()}
+        c = self.counts
+        return {
+            "mode": "paper", "venue": self.venue, "symbols": self.symbols, "config_id": self.cfg.config_id,
+            "strategy": self.cfg.strategy.name, "wall_s": wall_s,
+            "frames": int(sum(v for k, v in c.items() if k.startswith("frames_"))),
+            "frames_by_kind": {k[len("frames_"):]: int(v) for k, v in sorted(c.items()) if k.startswith("frames_")},
+            "events": int(self.paper.events), "events_bbo_skipped": int(self.paper.events_bbo_skipped),
+            "late_exch_events": int(self.paper.late_exch_events),
+            "n_decisions": int(rs["n_decisions"]), "n_orders": int(rs["n_orders"]),
+            "n_requests": int(rs["n_requests"]), "n_fills": int(c["fills"]),
+            "reconnects": int(c["reconnects"]), "connect_errors": int(c["connect_errors"]),
+            "gaps": int(c["gaps"]), "pings": int(c["pings"]), "backpressure_total": int(c["backpressure"]),
+            "backlog_dropped_frames": int(c["backlog_dropped_frames"]), "warmup_skip_total": int(c["warmup_skip"]),
+            "halts": {k[len("halt_"):]: int(v) for k, v in c.items() if k.startswith("halt_")},
+            "deadline_miss": int(c["deadline_miss"]),
+            "working_orders_at_shutdown": int(working_before), "working_orders_after_cancel_all": int(working_after),
+            "frame_to_step_us_p50": float(np.percentile(lat, 50)) if len(lat) else None,
+            "frame_to_step_us_p99": float(np.percentile(lat, 99)) if len(lat) else None,
+            "step_us_p50": float(np.percentile(steps, 50)) if len(steps) else None,
+            "step_us_p99": float(np.percentile(steps, 99)) if len(steps) else None,
+            "loop_s": self.paper.loop_s, "jit_s": self.paper.jit_s, "stage_latency_ns": self.stage_latency,
+            "recording": [os.path.relpath(f, self.out) for f in self.recorder.files],
+            "recorded_frames": int(self.recorder.frames), "sequence_gaps": list(self.adapter.gaps)[:100],
+            "per_symbol": per_symbol,
+        }
+
+
+def run_live(cfg, *, out_dir=None, duration_s: float | None = None, metrics_port: int | None = None,
+             real: bool = False, confirm_real: bool = False) -> dict:
+    """Run a paper session for ``cfg`` (blocking); returns the summary. Serves /metrics when a port is set.
+
+    ``real=True`` (with ``confirm_real=True``, the ``[live] real_max_*`` limits and keys in the environment) also
+    sends the decision actions to the venue (:mod:`live.real.session`); otherwise it refuses with a ConfigError.
+    """
+    if real:
+        from live.real.session import RealSession, check_real_mode
+
+        creds, limits = check_real_mode(cfg, real=True, confirmed=confirm_real)
+    runner = LiveRunner(cfg, out_dir=out_dir)
+    if real:
+        runner.real = RealSession(cfg, creds, limits, out_dir=runner.out)
+    port = cfg.live.metrics_port if metrics_port is None else metrics_port
+    server = runner.metrics.serve(port) if port else None
+    try:
+        return asyncio.run(runner.run(duration_s))
+    finally:
+        if server is not None:
+            server.shutdown()

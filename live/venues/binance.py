@@ -1,0 +1,243 @@
+"""Binance USD-M futures public streams: ``<symbol>@depth@0ms`` diffs synced on a REST snapshot, ``@trade`` and
+``@bookTicker``, over the combined-stream endpoint.
+
+Each frame is decoded by the ingest's own line reader (:func:`mmlab.data.ingest.binance._read_line_py`, which
+reads the same ``<local_ts> <frame>`` lines the recorder writes), and depth diffs follow the sync rules the
+ingest's sequencer applies to a recording (``_sequence_nb``), one frame at a time: diffs wait until a REST
+snapshot arrives; diffs the snapshot covers (``u < lastUpdateId``) are dropped; the first applied diff must have
+``U <= lastUpdateId``; afterwards every diff's ``pu`` must equal the previous ``u``, else the book is lost and
+a new snapshot is requested. Diffs held while the book was unknown are applied at the snapshot's receive time.
+``tests/unit/live/test_binance_adapter.py`` checks that the rows equal those of an ingest of the same frames.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from live.venues.common import EventBuffer, Frame
+from mmlab.data.ingest import binance as norm
+from mmlab.errors import ConfigError, DataError
+from mmlab.types import Kind, Side
+
+WS_URL = "wss://fstream.binance.com"
+REST_URL = "https://fapi.binance.com"
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+_NO_BOOK, _AWAIT_BRIDGE, _SYNCED, _LOST = 0, 1, 2, 3
+_INT_FIELDS = ("ts_local_raw", "ts_local_ns", "E_ms", "T_ms", "U", "u", "pu", "trade_id", "last_update_id")
+
+
+class _Book:
+    def __init__(self):
+        self.state = _NO_BOOK
+        self.snap_lid = -1
+        self.prev_u = -1
+        self.pending: list = []  # (record, levels, ts_local) of diffs held while the book is unknown
+        self.last_depth_e_ms = -1
+
+
+class Adapter:
+    """One combined-stream connection's symbols: stream names, REST snapshot sync and frame -> rows."""
+
+    ping_message = None  # Binance pings; the websocket client answers with pongs
+
+    def __init__(self, venue: str, symbols: list[str], instruments: dict, *, book_depth: int = 1000):
+        if venue != "binance-usdm":
+            raise ConfigError(f"[live] venue {venue!r} is not served by the Binance USD-M adapter")
+        if book_depth not in DEPTH_LIMITS:
+            raise ConfigError(f"[live] book_depth = {book_depth} is no Binance depth snapshot limit; use one of "
+                              f"{DEPTH_LIMITS}")
+        self.venue = venue
+        self.symbols = [s.upper() for s in symbols]
+        self.sid = {s: i for i, s in enumerate(self.symbols)}
+        self.depth = int(book_depth)
+        self.tick = np.zeros(len(self.symbols))
+        for i, s in enumerate(self.symbols):
+            inst = instruments.get(s)
+            if not inst or not inst.get("tick_size"):
+                raise ConfigError(f"no tick size for {venue}/{s}: set [live] tick_sizes = {{{s} = ...}} or let the "
+                                  "runner read it from REST exchangeInfo (live.rest_url)")
+            self.tick[i] = float(inst["tick_size"])
+        self.books = [_Book() for _ in self.symbols]
+        self.book_valid = np.zeros(len(self.symbols), dtype=bool)
+        self.last_data_ns = np.zeros(len(self.symbols), dtype=np.int64)
+        self.gaps: list[dict] = []
+        self._snapshot_for: dict[int, int] = {}  # receive time of a REST snapshot frame -> symbol_id
+
+    # -------------------------------------------------------------------------------------- connection
+
+    def streams(self) -> list[str]:
+        return [f"{s.lower()}@{c}" for s in self.symbols for c in ("depth@0ms", "trade", "bookTicker")]
+
+    def ws_url(self, override: str | None = None) -> str:
+        base = (override or WS_URL).rstrip("/")
+        if "streams=" in base:
+            return base
+        base = base.removesuffix("/stream")
+        return f"{base}/stream?streams={'/'.join(self.streams())}"
+
+    def subscribe_messages(self) -> list[str]:
+        return []  # the streams are named in the URL
+
+    def resubscribe_messages(self, symbol_id: int) -> list[str]:
+        return []  # a lost book is re-synced from a REST snapshot (snapshot_url)
+
+    def snapshot_url(self, symbol_id: int, rest_url: str | None) -> str:
+        return f"{(rest_url or REST_URL).rstrip('/')}/fapi/v1/depth?symbol={self.symbols[symbol_id]}&limit={self.depth}"
+
+    def expect_snapshot(self, ts_local_ns: int, symbol_id: int) -> None:
+        """The frame received at ``ts_local_ns`` is the REST snapshot of ``symbol_id`` (it names no symbol)."""
+        self._snapshot_for[int(ts_local_ns)] = int(symbol_id)
+
+    def on_connect(self) -> None:
+        self.books = [_Book() for _ in self.symbols]
+        self.book_valid[:] = False
+
+    # ------------------------------------------------------------------------------------------ frames
+
+    def on_frame(self, raw: bytes | str, ts_local_ns: int, out: EventBuffer) -> tuple[int, int]:
+        if isinstance(raw, str):
+            raw = raw.encode()
+        rec = np.zeros(1, dtype=norm.MSG_DTYPE)[0]
+        for f in _INT_FIELDS:
+            rec[f] = -1
+        rec["buyer_maker"] = -1
+        try:
+            levels, sym, _stream = norm._read_line_py(b"%d %s" % (ts_local_ns, raw), rec)
+        except norm._Unreadable:
+            if raw.startswith(b'{"result"') or b'"id"' in raw[:40]:
+                return Frame.CONTROL, -1
+            return Frame.GARBAGE, -1
+        kind = int(rec["kind"])
+        if kind == norm.MsgKind.SNAPSHOT:
+            i = self._snapshot_for.pop(int(ts_local_ns), -1)
+            if i < 0:
+                return Frame.SKIPPED, -1
+            return self._on_snapshot(i, rec, levels, ts_local_ns, out), i
+        i = self.sid.get(sym, -1) if sym else -1
+        if i < 0:
+            return Frame.SKIPPED, -1
+        if kind == norm.MsgKind.TRADE:
+            side = Side.ASK if rec["buyer_maker"] == 1 else Side.BID
+            out.append(int(rec["T_ms"]) * 1_000_000, ts_local_ns, np.array([Kind.TRADE], np.uint8),
+                       np.array([side], np.int8), np.array([rec["price_1"]]), np.array([rec["qty_1"]]),
+                       int(rec["trade_id"]), np.ones(1, bool), self.tick[i], i)
+            self.last_data_ns[i] = ts_local_ns
+            return Frame.MARKET, i
+        bk = self.books[i]
+        if kind == norm.MsgKind.BOOK_TICKER:
+            if rec["T_ms"] >= 0:
+                te = int(rec["T_ms"]) * 1_000_000
+            elif rec["E_ms"] >= 0:
+                te = int(rec["E_ms"]) * 1_000_000
+            elif bk.last_depth_e_ms >= 0:
+                te = bk.last_depth_e_ms * 1_000_000
+            else:
+                te = ts_local_ns
+            out.append(te, ts_local_ns, np.full(2, int(Kind.BBO), np.uint8), np.array([Side.BID, Side.ASK], np.int8),
+                       np.array([rec["price_1"], rec["price_2"]]), np.array([rec["qty_1"], rec["qty_2"]]),
+                       int(rec["u"]), np.array([False, True]), self.tick[i], i)
+            return Frame.MARKET, i
+        # Depth diff.
+        bk.last_depth_e_ms = int(rec["E_ms"])
+        self.last_data_ns[i] = ts_local_ns
+        if bk.state in (_NO_BOOK, _LOST):
+            bk.pending.append((rec, levels, ts_local_ns))
+            return Frame.MARKET, i
+        return self._depth(i, bk, rec, levels, ts_local_ns, out), i
+
+    def _depth(self, i: int, bk: _Book, rec, levels, ts_local_ns: int, out: EventBuffer) -> int:
+        u = int(rec["u"])
+        if bk.state == _AWAIT_BRIDGE:
+            if u < bk.snap_lid:
+                return Frame.DROPPED  # covered by the snapshot
+            expected, got = bk.snap_lid, int(rec["U"])
+            ok = got <= expected
+        else:
+            expected, got = bk.prev_u, int(rec["pu"])
+            ok = got == expected
+        if not ok:
+            bk.state = _LOST
+            bk.pending.append((rec, levels, ts_local_ns))
+            self.book_valid[i] = False
+            self.gaps.append({"symbol": self.symbols[i], "expected": expected, "got": got, "ts_local": ts_local_ns})
+            return Frame.GAP
+        self._rows(i, levels, int(rec["E_ms"]) * 1_000_000, ts_local_ns, Kind.DEPTH, u, out, clear=False)
+        bk.state = _SYNCED
+        bk.prev_u = u
+        self.book_valid[i] = True
+        return Frame.MARKET
+
+    def _on_snapshot(self, i: int, rec, levels, ts_local_ns: int, out: EventBuffer) -> int:
+        bk = self.books[i]
+        lid = int(rec["last_update_id"])
+        if bk.state == _SYNCED and lid <= bk.prev_u:
+            return Frame.DROPPED
+        if rec["E_ms"] >= 0:
+            te = int(rec["E_ms"]) * 1_000_000
+        elif bk.last_depth_e_ms >= 0:
+            te = bk.last_depth_e_ms * 1_000_000
+        else:
+            te = ts_local_ns
+        self._rows(i, levels, te, ts_local_ns, Kind.SNAPSHOT, lid, out, clear=True)
+        bk.state = _AWAIT_BRIDGE
+        bk.snap_lid = lid
+        self.book_valid[i] = False
+        held, bk.pending = bk.pending, []
+        for prec, plevels, _pts in held:
+            if bk.state == _LOST:
+                bk.pending.append((prec, plevels, _pts))
+                continue
+            if bk.state == _AWAIT_BRIDGE and int(prec["u"]) < bk.snap_lid:
+                continue
+            # Held diffs are applied at the snapshot's receive time (as the ingest does).
+            self._depth(i, bk, prec, plevels, ts_local_ns, out)
+        self.last_data_ns[i] = ts_local_ns
+        return Frame.MARKET
+
+    def _rows(self, i, levels, ts_exch, ts_local_ns, kind, uid, out, *, clear: bool) -> None:
+        n = len(levels)
+        lv = np.asarray(levels, dtype=np.float64).reshape(n, 3) if n else np.zeros((0, 3))
+        k = np.full(n + clear, int(kind), np.uint8)
+        side = np.empty(n + clear, np.int8)
+        price = np.zeros(n + clear)
+        qty = np.zeros(n + clear)
+        if clear:
+            k[0] = Kind.CLEAR
+            side[0] = Side.BOTH
+        side[clear:] = lv[:, 2]
+        price[clear:] = lv[:, 0]
+        qty[clear:] = lv[:, 1]
+        be = np.zeros(n + clear, bool)
+        if n + clear:
+            be[-1] = True
+        out.append(ts_exch, ts_local_ns, k, side, price, qty, uid, be, self.tick[i], i)
+
+
+def fetch_instruments(venue: str, symbols: list[str], rest_url: str | None,
+                      timeout_s: float = 10.0) -> tuple[dict, list[bytes]]:
+    """SYMBOL -> {tick_size, lot_size} from REST ``/fapi/v1/exchangeInfo`` (PRICE_FILTER / LOT_SIZE)."""
+    import urllib.request
+
+    url = f"{(rest_url or REST_URL).rstrip('/')}/fapi/v1/exchangeInfo"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            doc = json.loads(r.read())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {url}: {exc} (set [live] tick_sizes and lot_sizes, or live.rest_url)") from exc
+    out = {}
+    for it in doc.get("symbols", []):
+        s = str(it.get("symbol", "")).upper()
+        if s not in symbols:
+            continue
+        f = {x.get("filterType"): x for x in it.get("filters", [])}
+        try:
+            out[s] = {"tick_size": float(f["PRICE_FILTER"]["tickSize"]), "lot_size": float(f["LOT_SIZE"]["stepSize"])}
+        except (KeyError, TypeError, ValueError):
+            continue
+    missing = [s for s in symbols if s not in out]
+    if missing:
+        raise DataError(f"{url} does not describe {missing}; check the symbols or set [live] tick_sizes and lot_sizes")
+    return out, []  # exchangeInfo is not recorded: ingest infers or takes --tick-size

@@ -1,0 +1,316 @@
+"""What every venue adapter shares: frame outcome codes and the growable event buffer the adapters append to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+from numba import njit, typeof
+
+from mmlab.types import event_dtype
+
+
+class Frame(IntEnum):
+    """What one received frame was (counted per venue in ``mm_ws_frames_total{kind}``)."""
+
+    MARKET = 0  # market data: rows appended
+    CONTROL = 1  # subscription ack, pong, REST-sync bookkeeping: no rows
+    SKIPPED = 2  # a valid frame of a topic the runner does not use (tickers, kline, ...)
+    GARBAGE = 3  # undecodable or of unknown shape: counted and skipped
+    GAP = 4  # a sequence gap: the symbol's book is invalid until a fresh snapshot (resubscribe)
+    DROPPED = 5  # book frame dropped by the sequence rules (duplicate, inside an open gap)
+
+
+@njit(cache=True, error_model="numpy")
+def append_rows_nb(out, off, ts_exch, ts_local, kind, side, price, qty, update_id, batch_end, tick_size, symbol_id):
+    """Write one frame's valid rows into ``out[off:]`` (price -> round(price / tick_size) ticks); returns rows.
+
+    ``ts_exch`` / ``update_id`` are arrays of the rows or of length 1 (one value for the frame). Rows ingest would
+    quarantine (non-finite or non-positive price, negative qty, zero-size trade) are left out, and a dropped
+    ``batch_end`` moves to the frame's previous kept row, as ``mmlab data ingest`` does.
+    """
+    n = 0
+    pend_end = False
+    for j in range(price.shape[0]):
+        k = kind[j]
+        p = price[j]
+        q = qty[j]
+        if k != 3 and (not np.isfinite(p) or p <= 0.0 or not np.isfinite(q) or q < 0.0 or (k == 2 and q == 0.0)):
+            if batch_end[j] and n > 0:
+                pend_end = True
+            continue
+        r = out[off + n]
+        r.ts_exch = ts_exch[j] if ts_exch.shape[0] > 1 else ts_exch[0]
+        r.ts_local = ts_local
+        x = p / tick_size
+        r.price_ticks = np.int64(np.rint(x)) if abs(x) < 9.2e18 else np.int64(-9223372036854775808)
+        r.qty = q
+        r.update_id = update_id[j] if update_id.shape[0] > 1 else update_id[0]
+        r.kind = k
+        r.side = side[j]
+        r.batch_end = batch_end[j]
+        r.symbol_id = symbol_id
+        n += 1
+    if pend_end:
+        out[off + n - 1].batch_end = True
+    return n
+
+
+class EventBuffer:
+    """Append-only ``event_dtype`` rows of the frames received since the last simulator step."""
+
+    def __init__(self, capacity: int = 1 << 14):
+        self.ev = np.zeros(capacity, dtype=event_dtype)
+        self.n = 0
+        self._append_nb = None
+
+    def reserve(self, k: int) -> None:
+        """Room for ``k`` more rows after ``n`` (kernels write at ``ev[n:]``, then the caller adds to ``n``)."""
+        if self.n + k > len(self.ev):
+            grown = np.zeros(max(2 * len(self.ev), self.n + k), dtype=event_dtype)
+            grown[: self.n] = self.ev[: self.n]
+            self.ev = grown
+
+    def append(self, ts_exch, ts_local_ns: int, kind, side, price, qty, update_id, batch_end, tick_size: float,
+               symbol_id: int) -> None:
+        """Append one frame's rows (``ts_exch`` / ``update_id`` may be scalars); invalid rows are left out."""
+        k = len(price)
+        if k == 0:
+            return
+        self.reserve(k)
+        ts_exch = np.atleast_1d(np.asarray(ts_exch, np.int64))
+        update_id = np.atleast_1d(np.asarray(update_id, np.int64))
+        args = (self.ev, self.n, ts_exch, int(ts_local_ns), np.ascontiguousarray(kind, np.uint8),
+                np.ascontiguousarray(side, np.int8), np.ascontiguousarray(price, np.float64),
+                np.ascontiguousarray(qty, np.float64), np.ascontiguousarray(update_id),
+                np.ascontiguousarray(batch_end, np.bool_), float(tick_size), int(symbol_id))
+        if self._append_nb is None:
+            self._append_nb = entry_point(append_rows_nb, *(typeof(x) for x in args))
+        self.n += self._append_nb(*args)
+
+    def take(self) -> np.ndarray:
+        """The rows appended so far (a copy); the buffer is empty afterwards."""
+        out = self.ev[: self.n].copy()
+        self.n = 0
+        return out
+
+
+# ------------------------------------------------------------------------------- frame bytes -> event rows
+#
+# Book frames are parsed straight from the frame's bytes into the event buffer: no Python object per price
+# level. Decimal text is converted exactly (the correctly rounded double, as float() or msgspec give) when its
+# digits fit the fast path (at most 15 significant digits and a power of ten up to 1e22: both operands exact,
+# one IEEE division); anything else makes the kernel return -1 and the caller takes the general decoder.
+
+_POW10 = np.array([10.0 ** k for k in range(23)])
+
+
+@njit(cache=True)
+def _skip_ws_nb(buf, i):
+    n = buf.shape[0]
+    while i < n and (buf[i] == 32 or buf[i] == 9 or buf[i] == 10 or buf[i] == 13):
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _number_nb(buf, i, res):
+    """Parse a decimal number (optionally in quotes) at ``buf[i]``: res[0] = value; returns the next index or -1."""
+    n = buf.shape[0]
+    quoted = False
+    if i < n and buf[i] == 34:
+        quoted = True
+        i += 1
+    neg = False
+    if i < n and buf[i] == 45:
+        neg = True
+        i += 1
+    mant = 0
+    digits = 0
+    frac = 0
+    seen_dot = False
+    start = i
+    while i < n:
+        c = buf[i]
+        if 48 <= c <= 57:
+            if digits > 0 or c != 48:
+                digits += 1
+                if digits > 15:
+                    return -1
+            mant = mant * 10 + (c - 48)
+            if seen_dot:
+                frac += 1
+            i += 1
+        elif c == 46 and not seen_dot:
+            seen_dot = True
+            i += 1
+        else:
+            break
+    if i == start or frac > 22:
+        return -1
+    if quoted:
+        if i >= n or buf[i] != 34:
+            return -1
+        i += 1
+    v = float(mant) / _POW10[frac] if frac else float(mant)
+    res[0] = -v if neg else v
+    return i
+
+
+@njit(cache=True)
+def _levels_nb(buf, i, price, qty, k):
+    """Parse ``[["p","q"],...]`` at ``buf[i]`` into price/qty from ``k``; returns (next index, new k) or (-1, k)."""
+    n = buf.shape[0]
+    res = np.zeros(1)
+    i = _skip_ws_nb(buf, i)
+    if i >= n or buf[i] != 91:
+        return -1, k
+    i = _skip_ws_nb(buf, i + 1)
+    if i < n and buf[i] == 93:
+        return i + 1, k
+    while True:
+        if i >= n or buf[i] != 91 or k >= price.shape[0]:
+            return -1, k
+        i = _number_nb(buf, _skip_ws_nb(buf, i + 1), res)
+        if i < 0:
+            return -1, k
+        price[k] = res[0]
+        i = _skip_ws_nb(buf, i)
+        if i >= n or buf[i] != 44:
+            return -1, k
+        i = _number_nb(buf, _skip_ws_nb(buf, i + 1), res)
+        if i < 0:
+            return -1, k
+        qty[k] = res[0]
+        k += 1
+        i = _skip_ws_nb(buf, i)
+        if i >= n or buf[i] != 93:
+            return -1, k
+        i = _skip_ws_nb(buf, i + 1)
+        if i < n and buf[i] == 44:
+            i = _skip_ws_nb(buf, i + 1)
+            continue
+        if i < n and buf[i] == 93:
+            return i + 1, k
+        return -1, k
+
+
+@njit(cache=True)
+def _skip_value_nb(buf, i):
+    """Index after the JSON value at ``buf[i]`` (strings, numbers, literals, nested arrays/objects), or -1."""
+    n = buf.shape[0]
+    depth = 0
+    in_str = False
+    while i < n:
+        c = buf[i]
+        if in_str:
+            if c == 92:
+                i += 2
+                continue
+            if c == 34:
+                in_str = False
+                if depth == 0:
+                    return i + 1
+        elif c == 34:
+            in_str = True
+        elif c == 91 or c == 123:
+            depth += 1
+        elif c == 93 or c == 125:
+            if depth == 0:
+                return i
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c == 44 and depth == 0:
+            return i
+        i += 1
+    return -1
+
+
+@njit(cache=True, error_model="numpy")
+def book_frame_rows_nb(buf, out, off, ts_exch, ts_local, update_id, snapshot, tick_size, symbol_id):
+    """Rows of a book frame's ``data`` object (bytes ``buf``: ``{"s":..,"b":[[p,q],..],"a":[..],..}``) into
+    ``out[off:]``: CLEAR + SNAPSHOT rows when ``snapshot`` else DEPTH rows, bids then asks, the last row
+    ``batch_end``, rows ingest would quarantine left out (:func:`append_rows_nb`). Returns the rows written,
+    or -1 when the bytes are outside the fast path (nothing written)."""
+    n = buf.shape[0]
+    cap = n // 6 + 2
+    price_b = np.empty(cap)
+    qty_b = np.empty(cap)
+    price_a = np.empty(cap)
+    qty_a = np.empty(cap)
+    nb = -1
+    na = -1
+    i = _skip_ws_nb(buf, 0)
+    if i >= n or buf[i] != 123:
+        return -1
+    i += 1
+    while True:
+        i = _skip_ws_nb(buf, i)
+        if i >= n:
+            return -1
+        if buf[i] == 125:
+            break
+        if buf[i] == 44:
+            i += 1
+            continue
+        if buf[i] != 34:
+            return -1
+        # Key: "b" and "a" are the levels; any other key's value is skipped.
+        key = 0
+        if i + 2 < n and buf[i + 2] == 34:
+            key = buf[i + 1]
+        j = i + 1
+        while j < n and buf[j] != 34:
+            j += 1
+        i = _skip_ws_nb(buf, j + 1)
+        if i >= n or buf[i] != 58:
+            return -1
+        i = _skip_ws_nb(buf, i + 1)
+        if key == 98:
+            i, nb = _levels_nb(buf, i, price_b, qty_b, 0)
+        elif key == 97:
+            i, na = _levels_nb(buf, i, price_a, qty_a, 0)
+        else:
+            i = _skip_value_nb(buf, i)
+        if i < 0:
+            return -1
+    nb = max(nb, 0)
+    na = max(na, 0)
+    extra = 1 if snapshot else 0
+    k = nb + na + extra
+    if off + k > out.shape[0]:
+        return -1
+    kind = np.empty(k, np.uint8)
+    side = np.empty(k, np.int8)
+    price = np.empty(k)
+    qty = np.empty(k)
+    be = np.zeros(k, np.bool_)
+    lvl_kind = 4 if snapshot else 1
+    if snapshot:
+        kind[0] = 3
+        side[0] = 0
+        price[0] = 0.0
+        qty[0] = 0.0
+    for j in range(nb):
+        kind[extra + j] = lvl_kind
+        side[extra + j] = 1
+        price[extra + j] = price_b[j]
+        qty[extra + j] = qty_b[j]
+    for j in range(na):
+        kind[extra + nb + j] = lvl_kind
+        side[extra + nb + j] = -1
+        price[extra + nb + j] = price_a[j]
+        qty[extra + nb + j] = qty_a[j]
+    if k:
+        be[k - 1] = True
+    ts = np.full(1, ts_exch, np.int64)
+    uid = np.full(1, update_id, np.int64)
+    return append_rows_nb(out, off, ts, ts_local, kind, side, price, qty, uid, be, tick_size, symbol_id)
+
+
+def entry_point(dispatcher, *arg_types):
+    """The compiled entry of ``dispatcher`` for ``arg_types`` (loaded from numba's cache when present): calling
+    it skips the dispatcher's per-call type resolution (microseconds per argument)."""
+    dispatcher.compile(arg_types)
+    return dispatcher.overloads[tuple(arg_types)].entry_point
