@@ -122,10 +122,10 @@ def _model_dir(d: Path, onx, output: str, column: int) -> Path:
 
 def score_bench(booster, X: np.ndarray, n_trees: int, single_calls: int) -> None:
     """Single-row and batch scoring of the first ``n_trees`` trees: onnxruntime vs LightGBM and a trivial model."""
+    import lightgbm as lgb
+
     from mmlab.ml.export import OUTPUT_NAME, booster_to_onnx
     from mmlab.ml.infer import OnnxScorer
-
-    import lightgbm as lgb
 
     b = lgb.Booster(model_str=booster.model_to_string(num_iteration=n_trees))
     n = len(X)

@@ -310,8 +310,7 @@ def collector_on_trade_nb(p, s, ts_ns, side, qty):
     s.buy_rate = decayed_rate_add_nb(s.buy_rate, s.rate_ts, buy, ts_ns, p.flow_halflife_ns)
     s.sell_rate = decayed_rate_add_nb(s.sell_rate, s.rate_ts, sell, ts_ns, p.flow_halflife_ns)
     s.absorb_rate = decayed_rate_add_nb(s.absorb_rate, s.rate_ts, qty, ts_ns, p.absorb_halflife_ns)
-    if ts_ns > s.rate_ts:
-        s.rate_ts = ts_ns
+    s.rate_ts = max(s.rate_ts, ts_ns)
     s.trades += 1
 
 

@@ -122,15 +122,16 @@ def tick_features_arrays(ts_ns, mid, spread_ticks, bid_qty, ask_qty) -> dict[str
 
     The values come from the feature collectors (:func:`mmlab.features.collectors.tick_features`, the kernels
     the live runner updates): level-1 imbalance, mid returns over 1 s / 5 s (vs the last tick at or before
-    t - window) and the std of per-tick log returns (bps) over the ticks in (t - 5 s, t].
+    t - window) and the std of per-tick log returns (bps) over the ticks in (t - 5 s, t]. The collector's ring holds
+    1,024 ticks: decision clocks faster than 5 ms see NaN 5 s returns and a volatility of the last 1,024 ticks.
     """
+    from mmlab.features.collectors import TICK_COLUMNS
     from mmlab.features.collectors import tick_features as collector_tick_features
 
     f = collector_tick_features(ts_ns, mid, spread_ticks, bid_qty, ask_qty, ret_short_ms=1_000, ret_long_ms=5_000,
                                 vol_window_ms=5_000)
-    names = dict(zip(TICK_FEATURES, ("spread_ticks", "bid_qty", "ask_qty", "imbalance", "ret_bps_short",
-                                     "ret_bps_long", "vol_bps")))
-    return {k: f[c].astype(np.float32) for k, c in names.items()}
+    # Same order: spread, bid/ask qty, imbalance, returns short/long, volatility.
+    return {k: f[c].astype(np.float32) for k, c in zip(TICK_FEATURES, TICK_COLUMNS)}
 
 
 def tick_features(state) -> "object":

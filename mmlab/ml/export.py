@@ -84,10 +84,14 @@ def booster_to_onnx(booster, n_features: int, name: str = "mmlab_model", *, clas
     every exported model declares the same opsets (its only default-domain nodes are Identity, unchanged in 17).
     """
     import lightgbm as lgb
-    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (
+        convert_lightgbm,
+    )
     from skl2onnx import convert_sklearn, update_registered_converter
     from skl2onnx.common.data_types import FloatTensorType
-    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
 
     update_registered_converter(lgb.LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes,
                                 convert_lightgbm, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})

@@ -65,7 +65,7 @@ class OnnxScorer:
             str(onnx_path), _options(ort, batch_threads), providers=["CPUExecutionProvider"])
         self._input = self._sess.get_inputs()[0].name
         self._outputs = [out_name]
-        width = [o.shape for o in self._sess.get_outputs() if o.name == out_name][0][-1]
+        width = next(o.shape for o in self._sess.get_outputs() if o.name == out_name)[-1]
         width = width if isinstance(width, int) else self._col + 1
         self._row = np.zeros((1, len(self.features)), dtype=np.float32)
         self._feed = {self._input: self._row}

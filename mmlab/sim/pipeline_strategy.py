@@ -2,7 +2,9 @@
 
 ``pipeline_sim_decide_nb`` has the decision signature of :mod:`mmlab.sim.grid_nb`; its params array is one
 ``pipeline_dtype`` record per symbol (params and states of the six stages live there). At each decision it fills
-the record's inputs from the local book (best prices, top-N depth via ``book_depth_nb``) and the position, runs
+the record's inputs from the local book (best prices, top-N depth via ``book_depth_nb``: ``fetch_md.depth_levels``
+and ``spread.imbalance_levels``, and ``guards.liq_gate_levels`` only when the liquidity gate or queue_aware is on,
+or no book message reached the hooks) and the position, runs
 the six stages on the symbol's active orders and writes the quotes and actions; the returned reason packs the six
 stage reasons and the QuoteAction (``pack_reasons_nb``; ``mmlab.pipeline_config.unpack_reasons`` splits it).
 
@@ -143,6 +145,21 @@ def _decide_stages_nb(now_ns, pipe, orders, n_orders, quotes, actions, state, s,
 
 
 @njit(cache=True)
+def _view_levels_nb(pipe, inferring):
+    """Depth levels per side the stages read this tick: fetch_md's requested depth and the imbalance levels, plus
+    the liquidity gate's levels when a reader of deeper held levels is on (the gate, queue_aware's level
+    quantities at working-order prices) or when book updates are inferred from the decisions (``inferring``)."""
+    n = max(pipe.fetch_params.depth_levels, pipe.spread_params.imbalance_levels, 1)
+    g = pipe.guard_params
+    q = pipe.queue_params
+    deep = (inferring or (g.liq_gate_alpha > 0.0 and g.liq_gate_qty > 0.0) or q.keep_ticks > 0
+            or q.keep_back_ticks > 0 or q.tau_entry > 0.0 or q.tau_hold > 0.0)
+    if deep:
+        n = max(n, g.liq_gate_levels)
+    return min(n, PIPELINE_DEPTH_MAX)
+
+
+@njit(cache=True)
 def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, position, orders, n_orders, params, state,
                            out_quotes, out_actions, out_n):
     """Strategy decision function running the pipeline record ``params[symbol_id]``; returns packed reasons."""
@@ -154,8 +171,8 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
     prev_na = x.n_ask_levels
     prev_qb = pipe.bid_qty[0]
     prev_qa = pipe.ask_qty[0]
-    n = max(pipe.fetch_params.depth_levels, pipe.spread_params.imbalance_levels, pipe.guard_params.liq_gate_levels, 1)
-    n = min(n, PIPELINE_DEPTH_MAX)
+    md = pipe.md
+    n = _view_levels_nb(pipe, md.last_ts_exch_ns < 0)
     x.best_bid_tick = book[b].best_bid_tick
     x.best_ask_tick = book[b].best_ask_tick
     x.n_bid_levels = book_depth_nb(book, bid_qty, ask_qty, b, _BID, n, pipe.bid_ticks, pipe.bid_qty)
@@ -164,7 +181,6 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
         pipe.bid_qty[0] = 0.0
     if x.n_ask_levels == 0:
         pipe.ask_qty[0] = 0.0
-    md = pipe.md
     if md.last_ts_exch_ns < 0:
         # No book message reached the on_event hook (a direct call, or none yet): infer updates from decisions.
         changed = (x.best_bid_tick != prev_bb or x.best_ask_tick != prev_ba or x.n_bid_levels != prev_nb
