@@ -20,11 +20,16 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import njit, typeof, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
 
 from live.gate import gated_spec
 from live.venues.common import EventBuffer
 from mmlab.errors import DataError, MmlabError
 from mmlab.sim import engine
+from mmlab.sim.loop_nb import run_loop_nb
 from mmlab.types import Kind, LoopStatus, event_dtype
 
 #: Output buffers a step hands back (decision rows and their quotes/actions feed decisions.parquet).
@@ -39,6 +44,10 @@ MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
 MAX_PENDING_ROWS = 4096
 
 _RAW = np.dtype((np.void, event_dtype.itemsize))
+_BBO = int(Kind.BBO)
+
+#: Compiled :func:`paper_step_nb` entries by argument types (one per process and layout).
+_STEP_CACHE: dict = {}
 
 
 class _Rows:
@@ -79,6 +88,29 @@ class _Rows:
         self.extend(rows)
 
 
+@njit(cache=True)
+def queue_rows_nb(src, n, local, local_n, exch, exch_n, horizon, started, out_counts):
+    """Copy ``src[:n]`` into ``local[local_n:]`` and ``exch[exch_n:]`` leaving BBO rows out (room checked by
+    the caller); out_counts = (rows kept, BBO rows skipped, kept rows with ts_exch before ``horizon`` once
+    ``started``)."""
+    k = 0
+    bbo = 0
+    late = 0
+    for j in range(n):
+        r = src[j]
+        if r.kind == _BBO:
+            bbo += 1
+            continue
+        local[local_n + k] = r
+        exch[exch_n + k] = r
+        if started and r.ts_exch < horizon:
+            late += 1
+        k += 1
+    out_counts[0] = k
+    out_counts[1] = bbo
+    out_counts[2] = late
+
+
 def _touch(arrays) -> None:
     """Write every memory page of ``arrays`` once (same values): freshly allocated buffers are mapped lazily, and
     the first decisions would otherwise pay the page faults of the order lists, rings and output buffers."""
@@ -114,6 +146,9 @@ class PaperExchange:
         self.gate_col = self.a.strat_state.shape[1] - 1
         self.out = engine._Collector()
         self.entry = None
+        self._step_call = None
+        self._next_idx = None  # int64 offsets of the next_* arrival times in the run state (set by warm())
+        self._queue_call = None  # compiled queue_rows_nb entry (set by warm())
         self._local = _Rows()  # received, not yet processed: ts_local order
         self._exch = _Rows()  # the same rows: carried ones in ts_exch order, then the new ones
         #: Queued rows that make the next :meth:`step` call the loop even when nothing else is due (bounds the
@@ -142,6 +177,7 @@ class PaperExchange:
             self.entry = engine.loop_entry(self.a, e, e)
             self.entry(e, e, 0, False, *self.a.state_args(), self.strategy.decide, *self.a.out_args())
             self._bind()
+            self._bind_step(e)
             _touch(self.a.state_args() + self.a.out_args())
             self.jit_s += time.perf_counter() - t
 
@@ -166,17 +202,79 @@ class PaperExchange:
         self._counters = rs.view(np.int64)
         self._count_idx = np.array([rs.dtype.fields[k][1] // 8 for k in rs.dtype.names
                                     if k.startswith("n_") and k.endswith("_rows")], dtype=np.int64)
+        # The three arrival times due() compares, read from the same int64 view (one record field read ~1 us).
+        f = rs.dtype.fields
+        names = ("next_decision_ts", "next_req_ts", "next_resp_ts")
+        if all(f[k][0] == np.int64 and f[k][1] % 8 == 0 for k in names):
+            self._next_idx = tuple(f[k][1] // 8 for k in names)
+        # Rows from the adapters' buffer into both queues in one compiled call.
+        from live.venues.common import entry_point
+
+        e = np.zeros(1, dtype=event_dtype)
+        self._queue_counts = np.zeros(3, dtype=np.int64)
+        self._queue_call = entry_point(queue_rows_nb, typeof(e), types.int64, typeof(e), types.int64, typeof(e),
+                                       types.int64, types.int64, types.boolean, typeof(self._queue_counts))
+
+    def _bind_step(self, e: np.ndarray) -> None:
+        """Compile (or load from cache) :func:`paper_step_nb` for these arrays and bind the strategy kernels'
+        addresses once; on any failure the session keeps calling the loop entry with the kernels as arguments."""
+
+        from mmlab.data import book_nb
+        from mmlab.sim import clock_nb, fees_nb, latency_nb, loop_nb, queue_nb
+        from mmlab.sim._cache import tie_cache_to_sources
+
+        self._step_call = None
+        try:
+            a = self.a
+            sigs = (engine.decide_signature(a),) + tuple(engine.hook_signatures(a))
+            fns = (self.strategy.decide,) + tuple(a.out_args()[:2])
+            addr = function_addresses(fns, sigs)
+            ftypes = tuple(types.FunctionType(s) for s in sigs)
+            args = (e, e, 0, False, *self._state_args, addr, *ftypes, *a.out_args()[2:])
+            sig = tuple(typeof(x) for x in args[:4]) + tuple(typeof(x) for x in self._state_args) + (
+                typeof(addr),) + tuple(types.TypeRef(f) for f in ftypes) + tuple(typeof(x) for x in a.out_args()[2:])
+            tie_cache_to_sources(paper_step_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb)
+            key = (sig, tuple(int(x) for x in addr))
+            step = _STEP_CACHE.get(sig)
+            if step is None:
+                paper_step_nb.compile(sig)
+                step = _STEP_CACHE[sig] = paper_step_nb.overloads[sig].entry_point
+            step(*args)
+        except Exception:  # noqa: BLE001 - the loop entry with function arguments gives the same results
+            return
+        self._step_keep = (fns, key)  # the kernels stay alive as long as their addresses are used
+        self._step_call = step
+        self._step_mid = (addr, *ftypes)
+        self._step_tail = a.out_args()[2:]
 
     def add(self, events: np.ndarray | EventBuffer | None) -> None:
         """Queue ``events`` (ts_local order; an :class:`EventBuffer` is emptied) for the next loop call."""
+        if events is None:
+            return
         if isinstance(events, EventBuffer):
-            rows = events.ev[: events.n]
+            n = events.n
+            if not n:
+                return
             events.n = 0
+            if self._queue_call is not None:
+                self._local._room(n)
+                self._exch._room(n)
+                c = self._queue_counts
+                self._queue_call(events.ev, n, self._local.ev, self._local.n, self._exch.ev, self._exch.n,
+                                 self.horizon, self.started, c)
+                k = int(c[0])
+                self._local.n += k
+                self._exch.n += k
+                self.events += k
+                self.events_bbo_skipped += int(c[1])
+                self.late_exch_events += int(c[2])
+                return
+            rows = events.ev[:n]
         else:
             rows = events
         if rows is None or not len(rows):
             return
-        bbo = rows["kind"] == Kind.BBO
+        bbo = rows["kind"] == _BBO
         if bbo.any():
             self.events_bbo_skipped += int(bbo.sum())
             rows = rows[~bbo]
@@ -195,8 +293,13 @@ class PaperExchange:
         reached :attr:`max_pending_rows` (book-only rows wait for the next call; the result is the same)."""
         if not self.started:
             return self._local.n > 0
-        r = self.a.rs[0]
         h = int(horizon_ns)
+        nx = self._next_idx
+        if nx is not None:
+            v = self._counters
+            return (self._local.n >= self.max_pending_rows or int(v[nx[0]]) < h or int(v[nx[1]]) < h
+                    or int(v[nx[2]]) < h)
+        r = self.a.rs[0]
         return (int(r["next_decision_ts"]) < h or int(r["next_req_ts"]) < h or int(r["next_resp_ts"]) < h
                 or self._local.n >= self.max_pending_rows)
 
@@ -235,8 +338,12 @@ class PaperExchange:
         marks = {k: len(getattr(self.out, k)) for k in OUTPUTS if hasattr(self.out, k)}
         while True:
             t = time.perf_counter()
-            status = self.entry(local_ev, exch_ev, int(horizon_ns), False, *self._state_args, self._decide,
-                                *self._out_args)
+            if self._step_call is not None:
+                status = self._step_call(local_ev, exch_ev, int(horizon_ns), False, *self._state_args,
+                                         *self._step_mid, *self._step_tail)
+            else:
+                status = self.entry(local_ev, exch_ev, int(horizon_ns), False, *self._state_args, self._decide,
+                                    *self._out_args)
             self.loop_s += time.perf_counter() - t
             if status == LoopStatus.FLUSH:
                 self.out.flush(a)
@@ -263,3 +370,54 @@ class PaperExchange:
 
     def working_orders(self, symbol_id: int) -> int:
         return int(self.a.ss[symbol_id]["n_local"])
+
+
+# ------------------------------------------------------------------------- one compiled step per session
+#
+# Passing the strategy kernels to ``run_loop_nb`` as first-class function arguments makes every call unbox
+# them (numba looks each one up through Python, twice, with a pickled signature: ~45 us a call). The step
+# entry below takes their addresses as one int64 array instead, bound once per session, and builds the
+# function values inside compiled code: the loop itself, and its decisions, are unchanged.
+
+
+@intrinsic
+def _function_from_address(typingctx, c_addr, jit_addr, ftype_ref):
+    """A first-class function value of type ``ftype_ref.instance_type`` from its cfunc and jit addresses."""
+    fty = ftype_ref.instance_type
+    sig = fty(types.int64, types.int64, ftype_ref)
+
+    def codegen(context, builder, signature, args):
+        vp = context.get_value_type(types.voidptr)
+        s = cgutils.create_struct_proxy(fty)(context, builder)
+        s.c_addr = builder.inttoptr(args[0], vp)
+        s.py_addr = llvm_ir.Constant(vp, None)
+        s.jit_addr = builder.inttoptr(args[1], vp)
+        return s._getvalue()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def paper_step_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid_qty, ask_qty, orders, exch_list,
+                  local_list, req_ring, resp_ring, consumed, lat_table, fn_addr, decide_t, on_event_t, on_fill_t,
+                  strat_params, strat_state, view, quotes, actions, counts, fills, oev, states, mids, decisions,
+                  dec_quotes, dec_actions, fill_rec):
+    """``run_loop_nb`` with the strategy kernels given by address (``fn_addr``: cfunc, jit of decide, on_event,
+    on_fill); returns its ``LoopStatus``."""
+    decide = _function_from_address(fn_addr[0], fn_addr[1], decide_t)
+    on_event = _function_from_address(fn_addr[2], fn_addr[3], on_event_t)
+    on_fill = _function_from_address(fn_addr[4], fn_addr[5], on_fill_t)
+    return run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid_qty, ask_qty, orders,
+                       exch_list, local_list, req_ring, resp_ring, consumed, lat_table, decide, on_event, on_fill,
+                       strat_params, strat_state, view, quotes, actions, counts, fills, oev, states, mids, decisions,
+                       dec_quotes, dec_actions, fill_rec)
+
+
+def function_addresses(dispatchers, signatures) -> np.ndarray:
+    """(cfunc address, jit address) of each compiled kernel for its signature, as :func:`paper_step_nb` takes them."""
+    from numba.experimental.function_type import _get_jit_address, _get_wrapper_address
+
+    out = []
+    for d, sig in zip(dispatchers, signatures):
+        out += [_get_wrapper_address(d, sig), _get_jit_address(d, sig)]
+    return np.array(out, dtype=np.int64)

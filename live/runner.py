@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from live.metrics import LiveMetrics
+from live.metrics import LiveMetrics, observe_many
 from live.paper import PaperExchange
 from live.recorder import Recorder
 from live.venues import make_adapter
@@ -43,6 +43,17 @@ NS_PER_S = 1_000_000_000
 
 
 _FRAME_NAMES = [f"frames_{f.name.lower()}" for f in Frame]
+_GAP = int(Frame.GAP)
+_MARKET = int(Frame.MARKET)
+_SENT = int(OrderEventKind.SENT)
+
+#: The hot path counts in plain integers; they reach the prometheus metrics at most this often (and at the end).
+METRICS_PUBLISH_NS = 250 * NS_PER_MS
+
+
+#: Per-symbol counters of the decision ticks: the metric child each feeds (``stale`` -> mm_pricing_on_stale).
+_SYM_COUNTERS = ("dec", "hit", "miss", "warm", "stale", "fills")
+_DEC, _HIT, _MISS, _WARM, _STALE, _FILLS = range(len(_SYM_COUNTERS))
 
 
 def gate_name(reason: int) -> str:
@@ -99,6 +110,8 @@ class LiveRunner:
         self.server_log: list[str] = []
         self.stage_latency = None
         self.real = real  # live.real.session.RealSession in real mode: the decision actions also go to the venue
+        self.failsafe = None  # live.failsafe.FailSafeMonitor with [live] failsafe = true
+        self.rollout = None  # live.rollout.LiveRollout with an A/B ([live] ab_*) or a canary ([rollout] mode)
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -126,6 +139,23 @@ class LiveRunner:
         self._hits = np.zeros((len(self.symbols), 2), dtype=np.int64)
         self._stage = [m.stage.labels(k) for k in ("decode", "sim_step", "output")]
         self._frame_m = [m.frames.labels(f.name.lower()) for f in Frame]
+        # Plain-integer aggregates of the hot path, published by publish_metrics().
+        n = len(self.symbols)
+        self._frame_n = [0] * len(Frame)
+        self._frame_pub = [0] * len(Frame)
+        self._sym_n = [[0] * len(_SYM_COUNTERS) for _ in range(n)]  # per symbol, as _SYM_COUNTERS
+        self._sym_pub = [[0] * len(_SYM_COUNTERS) for _ in range(n)]
+        from live.failsafe import FailSafeMonitor
+        from live.rollout import LiveRollout
+
+        self.failsafe = FailSafeMonitor(self) if self.lc.failsafe else None
+        self.rollout = LiveRollout.maybe(self)
+        self._sym_last: list[tuple | None] = [None] * n  # mid, spread_ticks, imbalance (None: one-sided book)
+        self._sym_acct: list[tuple | None] = [None] * n  # position, pnl (None when not finite)
+        self._lat_pending: list[int] = []  # frame -> step-done ns since the last publication
+        self._steps_pending: list[tuple] = []  # (decode or -1, sim step, output, total) ns per step
+        self._pub_counts = collections.Counter()  # counts already added to their prometheus counters
+        self._published_ns = 0
 
     def _instruments(self, given: dict | None) -> dict:
         lc = self.lc
@@ -214,7 +244,6 @@ class LiveRunner:
         if len(self.queue) >= lc.queue_max:
             self.queue[-1].append((ts, raw))
             self.counts["backpressure"] += 1
-            self.metrics.backpressure.labels(self.venue).inc()
         else:
             self.queue.append([(ts, raw)])
         self.backlog += 1
@@ -307,6 +336,15 @@ class LiveRunner:
                 pass
             self.wake.clear()
             self.process_pending(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS))
+            if self.failsafe is not None or self.rollout is not None:
+                self._operator_checks()
+
+    def _operator_checks(self) -> None:
+        """Periodic (not per frame): fail-safe health checks and the rollout's A/B intervals and guard rails."""
+        if self.failsafe is not None and self.clock_ns() >= self.failsafe.next_ns:
+            self.failsafe.check(self.clock_ns())
+        if self.rollout is not None and self.paper.started:
+            self.rollout.check(int(self.paper.horizon))
 
     # ------------------------------------------------------------------------------------------ steps
 
@@ -314,10 +352,11 @@ class LiveRunner:
         """Normalize queued frames, set gates, step the paper exchange to ``horizon_ns`` and log the outputs."""
         t0 = time.perf_counter_ns()
         stamps = []
-        while self.queue:
-            entry = self.queue.popleft()
-            for ts, raw in entry:
-                self._on_frame(ts, raw)
+        on_frame = self._on_frame
+        queue = self.queue
+        while queue:
+            for ts, raw in queue.popleft():
+                on_frame(ts, raw)
                 stamps.append(ts)
         self.backlog = 0
         t1 = time.perf_counter_ns()
@@ -328,30 +367,81 @@ class LiveRunner:
         t2 = time.perf_counter_ns()
         self._emit(out)
         t3 = time.perf_counter_ns()
-        m = self.metrics
-        st = self._stage
         if stamps:
-            st[0].observe((t1 - t0) / 1e9)
             done = self.clock_ns()
-            for ts in stamps:
-                lat = done - ts
-                self.frame_lat_ns.append(lat)
-                m.frame_latency.observe(lat / 1e9)
-        st[1].observe((t2 - t1) / 1e9)
-        st[2].observe((t3 - t2) / 1e9)
-        m.tick_total.observe((t3 - t0) / 1e9)
+            lats = [done - ts for ts in stamps]
+            self.frame_lat_ns.extend(lats)
+            self._lat_pending.extend(lats)
+        self._steps_pending.append((t1 - t0 if stamps else -1, t2 - t1, t3 - t2, t3 - t0))
         self.step_ns.append(t3 - t0)
         if (t3 - t0) > self.lc.step_ms * NS_PER_MS:
-            m.deadline_miss.inc()
             self.counts["deadline_miss"] += 1
+        if t3 - self._published_ns >= METRICS_PUBLISH_NS:
+            self.publish_metrics()
+
+    def publish_metrics(self) -> None:
+        """Add the hot path's plain-integer counts and latencies to the prometheus metrics (the runner calls this
+        every ``METRICS_PUBLISH_NS`` of steps and at shutdown; frames and ticks make no metrics call)."""
+        m = self.metrics
+        c = self.counts
+        for code, n in enumerate(self._frame_n):
+            d = n - self._frame_pub[code]
+            if d:
+                self._frame_m[code].inc(d)
+                c[_FRAME_NAMES[code]] += d
+                self._frame_pub[code] = n
+        pub = self._pub_counts
+        for key, metric in (("deadline_miss", m.deadline_miss), ("backpressure", m.backpressure.labels(self.venue)),
+                            ("orders_sent", m.trades_opened.labels("paper"))):
+            d = c[key] - pub[key]
+            if d:
+                metric.inc(d)
+                pub[key] = c[key]
+        if self._lat_pending:
+            observe_many(m.frame_latency, np.array(self._lat_pending, dtype=np.float64) / 1e9)
+            self._lat_pending.clear()
+        if self._steps_pending:
+            st = np.array(self._steps_pending, dtype=np.float64) / 1e9
+            self._steps_pending.clear()
+            observe_many(self._stage[0], st[st[:, 0] >= 0, 0])
+            observe_many(self._stage[1], st[:, 1])
+            observe_many(self._stage[2], st[:, 2])
+            observe_many(m.tick_total, st[:, 3])
         m.queue_depth.set(self.backlog)
+        now = self.clock_ns()
+        last = self.adapter.last_data_ns
+        for i in range(len(self.symbols)):
+            ms = self._ms[i]
+            cur, done = self._sym_n[i], self._sym_pub[i]
+            for k, name in enumerate(_SYM_COUNTERS):
+                d = cur[k] - done[k]
+                if d:
+                    if name == "stale":
+                        m.pricing_on_stale.labels("guard_block").inc(d)
+                    else:
+                        ms[name].inc(d)
+                    done[k] = cur[k]
+            hits, misses = self._hits[i]
+            if hits + misses:
+                ms["ratio"].set(hits / (hits + misses))
+            if self._sym_last[i] is not None:
+                mid, spread, imb = self._sym_last[i]
+                ms["mid"].set(mid)
+                ms["spread"].set(spread)
+                ms["imb"].set(imb)
+            if self._sym_acct[i] is not None:
+                pos, pnl = self._sym_acct[i]
+                ms["pos"].set(pos)
+                if pnl is not None:
+                    ms["pnl"].set(pnl)
+            if last[i]:
+                ms["age"].set((now - int(last[i])) / NS_PER_MS)
+        self._published_ns = time.perf_counter_ns()
 
     def _on_frame(self, ts: int, raw: bytes) -> None:
         code, sid = self.adapter.on_frame(raw, ts, self.buffer)
-        name = _FRAME_NAMES[code]
-        self.counts[name] += 1
-        self._frame_m[code].inc()
-        if code == Frame.GAP:
+        self._frame_n[code] += 1
+        if code == _GAP:
             sym = self.symbols[sid]
             self.counts["gaps"] += 1
             self.metrics.gaps.labels(sym).inc()
@@ -359,7 +449,7 @@ class LiveRunner:
             if self.invalid_since[sid] < 0:
                 self.invalid_since[sid] = ts
             self._resync(sid)
-        elif code == Frame.MARKET and sid >= 0 and self.invalid_since[sid] >= 0 and self.adapter.book_valid[sid]:
+        elif code == _MARKET and sid >= 0 and self.invalid_since[sid] >= 0 and self.adapter.book_valid[sid]:
             self.metrics.md_refresh.observe(max(ts - int(self.invalid_since[sid]), 0) / 1e9)
             self.invalid_since[sid] = -1
 
@@ -367,7 +457,8 @@ class LiveRunner:
         lc = self.lc
         now = self.clock_ns()
         kill = bool(lc.kill_switch_file) and os.path.exists(lc.kill_switch_file)
-        kill = kill or (self.real is not None and self.real.halted is not None)
+        # With the fail-safe mode a real-mode halt routes to paper instead of stopping the strategy.
+        kill = kill or (self.real is not None and self.real.halted is not None and self.failsafe is None)
         warm = now - self.t_start_ns < lc.warmup_s * NS_PER_S
         stale_ns = lc.stale_ms * NS_PER_MS
         valid = self.adapter.book_valid
@@ -394,14 +485,16 @@ class LiveRunner:
                 self.gate_now[i] = g
                 self.paper.set_gate(i, g)
                 self._ms[i]["halted"].set(g)
-            if last[i]:
-                self._ms[i]["age"].set((now - int(last[i])) / NS_PER_MS)
 
     def _emit(self, out: dict) -> None:
-        if self.real is not None:
-            self.real.on_step(out)
+        ro = self.rollout
+        if ro is not None and (out["states"] or out["fills"] or out["oev"]):
+            ro.on_step(out, self.step_ns[-1] if self.step_ns else 0)
+        if self.real is not None and (self.failsafe is None or not self.failsafe.fs.active):
+            self.real.on_step(out if ro is None else ro.real_out(out))
+        if not (out["states"] or out["fills"] or out["oev"] or out.get("decisions")):
+            return
         specs = self.specs
-        m = self.metrics
         for k in ("decisions", "dec_quotes", "dec_actions"):
             self._dec_parts[k].extend(out.get(k, ()))
         for rows in out["states"]:
@@ -409,33 +502,28 @@ class LiveRunner:
                 s = int(r["symbol_id"])
                 sym = specs[s].symbol
                 tick = specs[s].tick_size
-                ms = self._ms[s]
+                sn = self._sym_n[s]
                 reason = int(r["reason"])
-                ms["dec"].inc()
+                sn[_DEC] += 1
                 gate = gate_name(reason)
                 if gate != "open":
-                    ms["miss"].inc()
+                    sn[_MISS] += 1
                     self._hits[s, 1] += 1
                     if gate == "warmup":
-                        ms["warm"].inc()
+                        sn[_WARM] += 1
                         self.counts["warmup_skip"] += 1
                     elif gate == "stale":
-                        m.pricing_on_stale.labels("guard_block").inc()
+                        sn[_STALE] += 1
                 else:
-                    ms["hit"].inc()
+                    sn[_HIT] += 1
                     self._hits[s, 0] += 1
-                ms["ratio"].set(self._hits[s, 0] / max(int(self._hits[s].sum()), 1))
                 bb, ba = int(r["best_bid_ticks"]), int(r["best_ask_ticks"])
                 ok = bb > -(2**61) and ba < 2**61
                 mid = float(r["mid_ticks"]) * tick
                 if ok:
-                    ms["mid"].set(mid)
-                    ms["spread"].set(ba - bb)
                     q = float(r["bid_qty"]) + float(r["ask_qty"])
-                    ms["imb"].set((float(r["bid_qty"]) - float(r["ask_qty"])) / q if q > 0 else 0.0)
-                ms["pos"].set(float(r["position"]))
-                if np.isfinite(r["pnl"]):
-                    ms["pnl"].set(float(r["pnl"]))
+                    self._sym_last[s] = (mid, ba - bb, (float(r["bid_qty"]) - float(r["ask_qty"])) / q if q > 0 else 0.0)
+                self._sym_acct[s] = (float(r["position"]), float(r["pnl"]) if np.isfinite(r["pnl"]) else None)
                 self._logs["ticks"].write(json.dumps({
                     "ts_local": int(r["ts_local"]), "symbol": sym,
                     "best_bid": bb * tick if ok else None, "best_ask": ba * tick if ok else None,
@@ -450,7 +538,7 @@ class LiveRunner:
             for f in rows:
                 s = int(f["symbol_id"])
                 sym = specs[s].symbol
-                self._ms[s]["fills"].inc()
+                self._sym_n[s][_FILLS] += 1
                 self.counts["fills"] += 1
                 self._logs["fills"].write(json.dumps({
                     "ts_exch": int(f["ts_exch"]), "ts_local": int(f["ts_local"]), "symbol": sym,
@@ -458,14 +546,14 @@ class LiveRunner:
                     "price": int(f["price_ticks"]) * specs[s].tick_size, "price_ticks": int(f["price_ticks"]),
                     "qty": float(f["qty"]), "maker": bool(f["maker"]), "fee": float(f["fee"]),
                     "queue_ahead_qty": _fnum(f["queue_ahead_qty"]), "position_after": float(f["position_after"]),
-                    "route": "paper",
+                    "route": "paper" if ro is None else ro.route_name(s, int(f["order_seq"])),
                 }) + "\n")
         for rows in out["oev"]:
             for e in rows:
                 s = int(e["symbol_id"])
                 kind = OrderEventKind(int(e["kind"]))
-                if kind == OrderEventKind.SENT:
-                    m.trades_opened.labels("paper").inc()
+                if kind == _SENT and (ro is None or ro.route_name(s, int(e["order_seq"])) == "paper"):
+                    self.counts["orders_sent"] += 1
                 self._logs["orders"].write(json.dumps({
                     "ts_local": int(e["ts_local"]), "ts_exch": int(e["ts_exch"]), "symbol": specs[s].symbol,
                     "order_id": int(e["order_id"]), "order_seq": int(e["order_seq"]), "event": kind.name.lower(),
@@ -534,11 +622,17 @@ class LiveRunner:
         if self.paper.started:
             self.process_pending(h, final_gate=int(LiveGate.SHUTDOWN))
         working_after = sum(self.paper.working_orders(i) for i in range(len(self.symbols)))
+        self.publish_metrics()
         self.recorder.close()
         for f in self._logs.values():
             f.close()
         self._write_decisions()
         summary = self._summary(wall_s, working_before, working_after)
+        if self.failsafe is not None:
+            summary["failsafe"] = self.failsafe.fs.summary(self.clock_ns())
+        if self.rollout is not None:
+            summary["rollout"] = self.rollout.summary()
+            self.rollout.close()
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         return summary
 

@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         real: bool = typer.Option(False, "--real", help="Real trading on Bybit v5 linear ([live] real_env, default testnet; keys from BYBIT_API_KEY/BYBIT_API_SECRET); needs the confirmation flag and [live] real_max_* limits."),
         confirm_real: bool = typer.Option(False, "--i-understand-this-trades-real-money", help="Confirm --real."),
+        failsafe: bool = typer.Option(False, "--failsafe", help="Fail-safe mode (live.failsafe): critical events route everything to paper for live.failsafe_cooldown_s."),
+        ab_b_config: Path | None = typer.Option(None, "--ab-b-config", help="A/B: config B (TOML) whose strategy/pipeline params run on the symbols routed to B (live.ab_b_config)."),
     ):
         """Run the strategy on a live public feed with paper fills; record the feed for a backtest replay."""
         from mmlab.config import load_config
@@ -69,6 +71,10 @@ def register(app: typer.Typer) -> None:
                 items.append(f"live.duration_s={parse_duration_s(duration)}")
             if metrics_port is not None:
                 items.append(f"live.metrics_port={int(metrics_port)}")
+            if failsafe:
+                items.append("live.failsafe=true")
+            if ab_b_config is not None:
+                items.append(f"live.ab_b_config={json.dumps(str(ab_b_config))}")
             cfg = load_config(config, overrides=items + list(overrides))
             from live.runner import run_live
 
@@ -83,4 +89,9 @@ def register(app: typer.Typer) -> None:
                 "warmup_skip_total", "frame_to_step_us_p50", "frame_to_step_us_p99")
         for k in keys:
             typer.echo(f"{k:>24}  {summary.get(k)}")
+        if "failsafe" in summary:
+            typer.echo(f"{'fail_safe_switches':>24}  {summary['failsafe']['switches']}")
+        if "rollout" in summary:
+            ro = summary["rollout"]
+            typer.echo(f"{'rollbacks':>24}  {ro['rollback_total']} (mode switches {ro['mode_switch_total']})")
         typer.echo(f"{'out':>24}  {out or cfg.live.out_dir or 'experiments/live/<utc timestamp>'}")

@@ -326,9 +326,31 @@ class LiveConfig:
     real_recv_window_ms: int = 5000  # X-BAPI-RECV-WINDOW
     real_reconcile_interval_s: float = 30.0  # open orders + position checked against the venue this often
     real_reconcile_policy: str = "cancel"  # unknown venue orders: cancel | adopt | report
+    # Fail-safe mode (live/failsafe.py): a critical event routes every execution to paper for a cooldown.
+    failsafe: bool = False  # on: real auth/REST failures, reconnect failures, parity desync, hard staleness trip it
+    failsafe_cooldown_s: float = 300.0  # time in fail-safe after the last critical event, then back when healthy
+    failsafe_stale_ms: float = 30000.0  # no market data of a symbol this long is critical (0 = off)
+    failsafe_reconnect_failures: int = 3  # connection attempts failing in a row that are critical (0 = off)
+    # A/B of two strategy configurations by symbol (live/rollout.py; mmlab.analysis.ab routing and gates).
+    ab_b_config: str | None = None  # TOML of config B (its strategy/pipeline params); None with ab_b_set empty = off
+    ab_b_set: tuple[str, ...] = ()  # overrides (section.key=value) turning this config into config B
+    ab_split_pct: float = 0.5  # fraction of eligible symbols routed to B
+    ab_salt: str = "mmlab-ab"
+    ab_whitelist: tuple[str, ...] = ()  # non-empty: only these symbols may go to B
+    ab_blacklist: tuple[str, ...] = ()  # never routed to B
+    ab_interval_s: float = 60.0  # metric interval of the gates
+    ab_gate_duration_s: float = 600.0  # a gate trips when violated over this long
+    ab_auto_rollback: bool = True  # a tripped gate routes every symbol to A
 
     def validate(self) -> None:
         s = "live"
+        _check(self.failsafe_cooldown_s >= 0, s, "failsafe_cooldown_s", self.failsafe_cooldown_s, "must be >= 0")
+        _check(self.failsafe_stale_ms >= 0, s, "failsafe_stale_ms", self.failsafe_stale_ms, "must be >= 0 (0 = off)")
+        _check(self.failsafe_reconnect_failures >= 0, s, "failsafe_reconnect_failures",
+               self.failsafe_reconnect_failures, "must be >= 0 (0 = off)")
+        _check(0.0 <= self.ab_split_pct <= 1.0, s, "ab_split_pct", self.ab_split_pct, "must be in [0, 1]")
+        _check(self.ab_interval_s > 0, s, "ab_interval_s", self.ab_interval_s, "must be > 0")
+        _check(self.ab_gate_duration_s >= 0, s, "ab_gate_duration_s", self.ab_gate_duration_s, "must be >= 0")
         venues = ("bybit-linear", "bybit-spot", "binance-usdm")
         _check(self.venue in venues, s, "venue", self.venue, f"must be one of {venues}")
         _check(self.book_depth in (1, 5, 10, 20, 50, 100, 200, 500, 1000), s, "book_depth", self.book_depth,

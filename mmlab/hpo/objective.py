@@ -62,22 +62,31 @@ def _finite(v) -> float | None:
 
 
 def segment_result(result, label: str = "", regime: str = "normal") -> SegmentResult:
-    """Reduce a ``BacktestResult`` to what combining needs (summary + notional + net_bps, equity, queue ETAs)."""
+    """Reduce a ``BacktestResult`` to what combining needs (summary + notional + net_bps, equity, queue ETAs).
+
+    Columns are read as numpy arrays (no polars expressions: a trial does this once per segment)."""
     s = dict(result.summary)
     fills = result.fills
-    notional = float((fills["price"] * fills["qty"]).sum()) if fills.height else 0.0
+    if fills.height:
+        notional = float(np.dot(fills.get_column("price").to_numpy(), fills.get_column("qty").to_numpy()))
+    else:
+        notional = 0.0
     s["notional"] = notional
     s["net_bps"] = s["pnl_net"] / notional * 1e4 if notional > 0 and _finite(s.get("pnl_net")) is not None else None
     state = result.state
     cash0 = result.config.sim.initial_cash
     if state.height:
-        ts = state["ts_local"].to_numpy()
+        ts = state.get_column("ts_local").to_numpy()
         first = np.r_[True, ts[1:] != ts[:-1]]
-        eq = state["equity"].to_numpy()[first] - cash0
+        eq = state.get_column("equity").to_numpy()[first] - cash0
     else:
         eq = np.zeros(0)
     lab = result.labels
-    eta = lab.filter(~lab["censored"])["queue_eta_ms"].drop_nans().to_numpy() if lab.height else np.zeros(0)
+    if lab.height:
+        eta = lab.get_column("queue_eta_ms").to_numpy()[~lab.get_column("censored").to_numpy()]
+        eta = eta[~np.isnan(eta)]
+    else:
+        eta = np.zeros(0)
     return SegmentResult(label=label, regime=regime, summary=s, equity=eq, eta_ms=eta,
                          interval_ms=result.config.strategy.interval_ms)
 
@@ -150,17 +159,57 @@ def check_metrics(summary: dict, names) -> None:
             raise ConfigError(f"[objective] metric {n!r} is not a key of summary.json{hint}")
 
 
+#: Whether a config can take the lean single-set path, by the fields that decide it (see :func:`run_segment`).
+_LEAN_OK: dict = {}
+
+
+def _seg_inputs(seg) -> tuple[np.ndarray, int]:
+    """(events, BBO rows left out of them) of a segment's run: the prepared replay rows when it has them."""
+    if getattr(seg, "replay", None) is not None:
+        return seg.replay, int(seg.n_bbo)
+    return seg.events, 0
+
+
+def _add_bbo(result, n_bbo: int):
+    """Count the BBO rows the segment's replay left out, as a run on the raw events does."""
+    if n_bbo:
+        result.summary["events_bbo_skipped"] = int(result.summary.get("events_bbo_skipped") or 0) + n_bbo
+    return result
+
+
+def run_segment(cfg, specs: list, seg):
+    """One segment's backtest of ``cfg`` as a trial needs it: the summary and the fills, state and labels
+    frames of ``run_backtest`` (``run_backtest_batch([cfg], decisions=False, frames=False)``: the same summary
+    without building the orders, mids and decisions frames) when the config can run there, else
+    ``run_backtest``."""
+    from mmlab.sim.engine import check_batch_configs, run_backtest, run_backtest_batch
+    from mmlab.sim.strategies import get_strategy
+
+    events, n_bbo = _seg_inputs(seg)
+    key = (cfg.strategy.name, cfg.sim.latency_model, cfg.model.id, cfg.allocator.enabled)
+    ok = _LEAN_OK.get(key)
+    if ok is None:
+        try:
+            check_batch_configs([cfg], get_strategy(cfg.strategy.name))
+            ok = True
+        except ConfigError:
+            ok = False
+        _LEAN_OK[key] = ok
+    if ok:
+        res = run_backtest_batch(cfg, [cfg], events=events, symbols=specs, decisions=False, frames=False)[0]
+        return _add_bbo(res, n_bbo)
+    return _add_bbo(run_backtest(cfg, events=events, symbols=specs), n_bbo)
+
+
 def evaluate(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dict], None] | None = None) -> Evaluation:
     """Run ``cfg`` on each segment in order; ``on_segment(k, combined_summary)`` is called after each (it may
     raise to stop, e.g. ``optuna.TrialPruned``)."""
-    from mmlab.sim.engine import run_backtest
-
     parts: list[SegmentResult] = []
     sim_s = 0.0
     combined: dict = {}
     for k, seg in enumerate(segments):
         t = time.perf_counter()
-        res = run_backtest(cfg, events=seg.events, symbols=specs)
+        res = run_segment(cfg, specs, seg)
         sim_s += time.perf_counter() - t
         parts.append(segment_result(res, seg.label, seg.regime))
         combined = combine_summaries(parts)
@@ -198,8 +247,10 @@ def evaluate_batch(cfgs: list, specs: list, segments: list, *,
         if not running:
             break
         t = time.perf_counter()
-        results = run_backtest_batch(cfgs[running[0]], [cfgs[i] for i in running], events=seg.events, symbols=specs,
-                                     decisions=False)
+        events, n_bbo = _seg_inputs(seg)
+        results = [_add_bbo(r, n_bbo) for r in run_backtest_batch(
+            cfgs[running[0]], [cfgs[i] for i in running], events=events, symbols=specs, decisions=False,
+            frames=False)]
         dt = (time.perf_counter() - t) / len(running)
         combined: list = [None] * len(cfgs)
         for i, res in zip(running, results):

@@ -183,6 +183,7 @@ def make_objective(sc: StudyConfig):
     def objective(trial):
         t0 = time.perf_counter()
         values = {p.key: p.suggest(trial) for p in sc.params}
+        suggest_s = time.perf_counter() - t0
         try:
             cfg = sc.trial_config(values)
         except ConfigError as exc:
@@ -204,14 +205,15 @@ def make_objective(sc: StudyConfig):
                     raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
 
         ev = evaluate(cfg, specs, segs, on_segment=on_segment)
-        return _record_result(trial, sc, ev, t0)
+        return _record_result(trial, sc, ev, t0, suggest_s)
 
     return objective
 
 
-def _record_result(trial, sc: StudyConfig, ev, t0: float):
+def _record_result(trial, sc: StudyConfig, ev, t0: float, suggest_s: float | None = None):
     """Store a trial's evaluation as its ``result`` attribute (summary, segments, regimes, constraints) and
-    return its objective value(s)."""
+    return its objective value(s). Timings: ``sim_s`` (the segments' backtests), ``suggest_s`` (the sampler's
+    suggestions), ``trial_s`` (the whole objective up to this write)."""
     from mmlab.hpo.objective import metric
 
     summary = ev.summary
@@ -243,6 +245,8 @@ def _record_result(trial, sc: StudyConfig, ev, t0: float):
             v = math.nan
         out.append(v)
     attrs["trial_s"] = time.perf_counter() - t0
+    if suggest_s is not None:
+        attrs["suggest_s"] = suggest_s
     trial.set_user_attr("result", attrs)
     return out[0] if len(out) == 1 else tuple(out)
 

@@ -2,7 +2,9 @@
 
 Trials of one worker reuse the same event arrays: :func:`load_segments` keeps them in a process-level cache
 keyed by the ``[data]`` section, the split and the regime thresholds, so only the first trial reads parquet.
-Each segment carries its regime label (:mod:`mmlab.hpo.regimes`).
+Each segment carries its regime label (:mod:`mmlab.hpo.regimes`) and its replay arrays prepared once: the rows
+without BBO (informational, never applied) and their exchange-time order, registered with the engine, so a
+trial's backtest neither filters nor sorts the segment again (the results are those of the raw events).
 
 >>> from mmlab.config import load_config
 >>> specs, segs = load_segments(load_config("experiments/grid_btcusdt.toml"), None)  # doctest: +SKIP
@@ -37,6 +39,31 @@ class Segment:
     events: np.ndarray  # event_dtype, sorted by ts_local
     regime: str = "normal"
     stats: dict | None = None
+    replay: np.ndarray | None = None  # events without BBO rows (what the loop replays); None = use events
+    n_bbo: int = 0  # BBO rows left out of replay
+
+    @property
+    def run_events(self) -> np.ndarray:
+        """The array to pass to ``run_backtest(events=...)``: the prepared replay rows when there are some (then
+        add ``n_bbo`` to the summary's ``events_bbo_skipped`` to equal a run on the raw events)."""
+        return self.replay if self.replay is not None else self.events
+
+
+def prepare_replay(seg: Segment) -> Segment:
+    """Fill ``seg.replay`` / ``seg.n_bbo`` and register the replay rows' exchange-time order with the engine
+    (``mmlab.sim.engine._exch_order`` then hands it out instead of sorting each run)."""
+    from mmlab.data.bridge import exch_order
+    from mmlab.sim.engine import _register_exch_order
+    from mmlab.types import Kind
+
+    ev = seg.events
+    bbo = ev["kind"] == Kind.BBO
+    n_bbo = int(np.count_nonzero(bbo))
+    replay = np.ascontiguousarray(ev[~bbo]) if n_bbo else ev
+    if len(replay):
+        _register_exch_order(replay, exch_order(replay))
+    seg.replay, seg.n_bbo = replay, n_bbo
+    return seg
 
 
 def _label(t0_ns: int, day: bool) -> str:
@@ -87,6 +114,8 @@ def load_segments(cfg, segment_ns: int | None, thresholds: RegimeThresholds | No
     segs = [Segment(index=k, label=_label(t0, segment_ns is None), t0_ns=t0, t1_ns=t1, events=np.ascontiguousarray(ev),
                     regime=lab["regime"], stats=lab)
             for k, ((t0, t1, ev), lab) in enumerate(zip(parts, labels))]
+    for seg in segs:
+        prepare_replay(seg)
     if cache:
         _CACHE[key] = (specs, segs)
     return specs, segs

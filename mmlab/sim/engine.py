@@ -344,6 +344,16 @@ def new_sim_arrays(cfg, specs: list[SymbolSpec], strategy, lat_table: np.ndarray
 # ------------------------------------------------------------------------------------------ kernel binding
 
 _ENTRY_CACHE: dict = {}
+#: Kernel signatures by :func:`_array_type_key` of the kernel's array arguments (see :func:`loop_entry`).
+_SIG_CACHE: dict = {}
+
+
+def _array_type_key(x) -> tuple | None:
+    """What numba's array type is made of (dtype, ndim, layout, writeable, aligned); None for a non-array."""
+    if type(x) is not np.ndarray:
+        return None
+    f = x.flags
+    return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
 
 
 def decide_signature(a: SimArrays):
@@ -381,10 +391,18 @@ def loop_entry(a: SimArrays, local_ev: np.ndarray, exch_ev: np.ndarray):
     from mmlab.sim.loop_nb import run_loop_nb
 
     tie_cache_to_sources(run_loop_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb)
-    ftype = types.FunctionType(decide_signature(a))
-    ev_type, fill_type = (types.FunctionType(s) for s in hook_signatures(a))
-    sig = (typeof(local_ev), typeof(exch_ev), types.int64, types.boolean) + tuple(typeof(x) for x in a.state_args()) \
-        + (ftype, ev_type, fill_type) + tuple(typeof(x) for x in a.out_args()[2:])
+    # numba's typeof of structured arrays costs ~0.5 ms each: the signature is memoized by the arrays' types.
+    arrays = (local_ev, exch_ev) + a.state_args() + a.out_args()[2:]
+    key = tuple(_array_type_key(x) for x in arrays)
+    sig = _SIG_CACHE.get(key) if None not in key else None
+    if sig is None:
+        ftype = types.FunctionType(decide_signature(a))
+        ev_type, fill_type = (types.FunctionType(s) for s in hook_signatures(a))
+        sig = (typeof(local_ev), typeof(exch_ev), types.int64, types.boolean) \
+            + tuple(typeof(x) for x in a.state_args()) + (ftype, ev_type, fill_type) \
+            + tuple(typeof(x) for x in a.out_args()[2:])
+        if None not in key:
+            _SIG_CACHE[key] = sig
     entry = _ENTRY_CACHE.get(sig)
     if entry is None:
         run_loop_nb.compile(sig)
@@ -714,7 +732,7 @@ def split_batch(raw: dict, n_symbols: int, *, decisions: bool = True) -> list[di
 def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list | None = None,
                        symbols: list[SymbolSpec] | None = None, window_ns: int | None = None,
                        latency_table: np.ndarray | None = None, strategy=None,
-                       decisions: bool = True) -> list[BacktestResult]:
+                       decisions: bool = True, frames: bool = True) -> list[BacktestResult]:
     """Run K parameter sets in one pass over the events; returns K results, each equal to ``run_backtest`` of
     its own config (fills, orders, state, decisions, summary; wall-clock fields excepted).
 
@@ -727,6 +745,8 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list 
     events, symbols, window_ns, latency_table, strategy : as for :func:`run_backtest`.
     decisions : build each result's ``decisions`` frame (and summary ``stage_latency_ns``); False leaves it
         None, which saves most of the per-set time after the pass (studies need only the summary and frames).
+    frames : False builds only the frames the summary is computed from (fills, state, labels: the summary is
+        the same) and leaves ``orders`` and ``mids`` None (studies read only the summary, fills, state, labels).
 
     The books replay each event once; each set keeps its own orders, queue positions, inventory and strategy
     state. ``loop_s`` / ``jit_s`` of each summary are those of the whole pass (``batch_size`` in ``meta``).
@@ -753,9 +773,10 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list 
         lat = load_latency_table(cfgs[0].sim.latency_table)
     raw = simulate(cfgs[0], specs, windows, lat_table=lat, strategy=strategy, batch_cfgs=cfgs)
     results = []
+    summary_only = not frames  # (the loop below rebinds ``frames``)
     for k, rk in enumerate(split_batch(raw, len(specs), decisions=decisions)):
         c = cfgs[k]
-        frames = _build_frames(c, specs, rk)
+        frames = _build_frames(c, specs, rk, summary_only=summary_only)
         summary = _summary(c, specs, rk, frames)
         dec_frame = None
         if decisions:
@@ -893,7 +914,9 @@ def _enum_series(enum, values: np.ndarray, name: str = ""):
     return _code_names(lut, v - lo, name)
 
 
-def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
+def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool = False) -> dict:
+    """Result frames of a :func:`simulate` result; ``summary_only`` builds just those :func:`_summary` reads
+    (fills, state, labels) and leaves ``orders`` and ``mids`` None."""
     import polars as pl
 
     from mmlab.labels import fill_labels
@@ -912,7 +935,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
         ts = m["ts_exch"][sel]
         px = np.where(valid[sel], 0.5 * (m["best_bid_ticks"][sel] + m["best_ask_ticks"][sel]) * tick[sid], np.nan)
         mids_by_sym[sid] = (ts.astype(np.int64), px)
-    mids_df = pl.DataFrame({
+    mids_df = None if summary_only else pl.DataFrame({
         "ts_exch": m["ts_exch"], "symbol": _code_names(names, m["symbol_id"]),
         "best_bid": np.where(valid, m["best_bid_ticks"] * tick[m["symbol_id"]], np.nan),
         "best_ask": np.where(valid, m["best_ask_ticks"] * tick[m["symbol_id"]], np.nan),
@@ -937,7 +960,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict) -> dict:
     # Order lifecycle events.
     e = arr["oev"]
     etick = tick[e["symbol_id"]]
-    orders = pl.DataFrame({
+    orders = None if summary_only else pl.DataFrame({
         "ts_local": e["ts_local"], "ts_exch": e["ts_exch"],
         "symbol": _code_names(names, e["symbol_id"]),
         "order_id": e["order_id"], "order_seq": e["order_seq"],
