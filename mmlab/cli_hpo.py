@@ -276,7 +276,7 @@ def calibrate_fills_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <run_dir>/calibration)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Empirical fill curves and the queue model (and power n) of highest likelihood, written as a [sim] preset."""
+    """Empirical fill curves and the queue model (and power n) of highest likelihood, written as a sim-section preset (queue_model, queue_power)."""
     from mmlab.errors import MmlabError
     from mmlab.hpo.calibrate import calibrate_fills
 
