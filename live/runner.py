@@ -129,6 +129,7 @@ class LiveRunner:
                       for s in self.symbols]
         self.paper = PaperExchange(self.cfg, self.specs, self.strategy)
         self.paper.warm()
+        self.adapter.warm(self.buffer)
         m = self.metrics
         # Per-symbol metric children, looked up once (a labels() call per tick costs more than the tick).
         self._ms = [{"halted": m.halted.labels(s), "age": m.md_age.labels(s), "hit": m.md_hit.labels(s),

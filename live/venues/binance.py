@@ -91,6 +91,10 @@ class Adapter:
         """The frame received at ``ts_local_ns`` is the REST snapshot of ``symbol_id`` (it names no symbol)."""
         self._snapshot_for[int(ts_local_ns)] = int(symbol_id)
 
+    def warm(self, out: EventBuffer) -> None:
+        """Load (or compile) the buffer's append kernel before the first frame."""
+        out.warm()
+
     def on_connect(self) -> None:
         self.books = [_Book() for _ in self.symbols]
         self.book_valid[:] = False

@@ -91,6 +91,14 @@ class Adapter:
         topic = self.book_topic(self.symbols[symbol_id])
         return [json.dumps({"op": op, "args": [topic]}, separators=(",", ":")) for op in ("unsubscribe", "subscribe")]
 
+    def warm(self, out: EventBuffer) -> None:
+        """Load (or compile) the frame kernels before the first frame, so a cold cache never stalls the feed."""
+        out.warm()
+        if self._book_nb is None:
+            data = np.zeros(0, np.uint8)
+            self._book_nb = entry_point(book_frame_rows_nb, typeof(data), typeof(out.ev), types.int64, types.int64,
+                                        types.int64, types.int64, types.boolean, types.float64, types.int64)
+
     def on_connect(self) -> None:
         """A new connection: every book waits for its snapshot, sequences restart."""
         self.seq = [norm.BookSequence() for _ in self.symbols]

@@ -88,6 +88,15 @@ class EventBuffer:
             self._append_nb = entry_point(append_rows_nb, *(typeof(x) for x in args))
         self.n += self._append_nb(*args)
 
+    def warm(self) -> None:
+        """Load (or compile) the append kernel for the argument types :meth:`append` passes, before frames arrive."""
+        if self._append_nb is None:
+            i8 = np.zeros(0, np.int64)
+            f8 = np.zeros(0, np.float64)
+            args = (self.ev, 0, i8, 0, np.zeros(0, np.uint8), np.zeros(0, np.int8), f8, f8, i8,
+                    np.zeros(0, np.bool_), 1.0, 0)
+            self._append_nb = entry_point(append_rows_nb, *(typeof(x) for x in args))
+
     def take(self) -> np.ndarray:
         """The rows appended so far (a copy); the buffer is empty afterwards."""
         out = self.ev[: self.n].copy()
