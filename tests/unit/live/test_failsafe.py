@@ -148,7 +148,7 @@ def test_real_auth_failure_routes_to_paper_then_resumes_the_venue_after_the_cool
 
         t = asyncio.get_running_loop().create_task(heal())
         try:
-            return await r.run(3.5), r
+            return await r.run(5.0), r
         finally:
             t.cancel()
             await v.close()
