@@ -4,10 +4,15 @@
   synthetic rows shaped like the tick features; goal < 60 s (printed as the share of the budget);
 - single row: ``OnnxScorer.score_row`` (the live path) against LightGBM's own ``predict`` of one row and a
   trivial ONNX model (MatMul + Sigmoid) through the same I/O binding; goal <= 20 us;
-- batch: ``OnnxScorer.score_batch`` on the 1 M rows against LightGBM ``predict`` (1 and 2 threads), the same
-  scorer with 2 batch threads, the converter's two-output classifier graph (``label`` + ``probabilities``
-  [n, 2], what exports wrote before) and the trivial ONNX model (the cost of onnxruntime's call, input and
-  output handling alone); goal >= 1 M rows/s. Chunk sizes are swept for the exported graph.
+- batch: ``OnnxScorer.score_batch`` on the 1 M rows with 1 and 2 batch threads (row chunks on the
+  single-threaded session; the scores are checked bit-identical) against LightGBM ``predict`` of the same rows
+  (1 and 2 threads, the baseline of the ratios); also onnxruntime's own 2 intra-op threads (trees split
+  between threads per 128-row block, not bit-identical), the converter's two-output classifier graph
+  (``label`` + ``probabilities`` [n, 2], what exports wrote before), the tree kernel without missing-value
+  tracks (its fastest path; not exported, see ``mmlab/ml/export.py``'s note in the README) and the trivial
+  ONNX model (the cost of onnxruntime's call, input and output handling alone); goal >= 1 M rows/s. Chunk
+  sizes are swept for the exported graph. The summary names what bounds the rate: the CPU time of the
+  tree walk per tree and row, and the 2 cores.
 
 Scoring cost grows with the tree count, so scoring is measured for the first 50 trees (the size early stopping
 gives on the shared captures) and for the whole model. Wall figures depend on other load on the 2-core machine;
@@ -19,6 +24,7 @@ the CPU-time figures (this process) much less.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -54,6 +60,7 @@ def main() -> None:
     from mmlab.ml.train import fit_booster
 
     X, y = synthetic(args.rows)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall figures drop when other work runs)")
     print(f"rows {len(X):,}, features {X.shape[1]}, positive rate {y.mean():.3f}, rounds {args.rounds}")
 
     t, c = time.perf_counter(), time.process_time()
@@ -148,12 +155,16 @@ def score_bench(booster, X: np.ndarray, n_trees: int, single_calls: int) -> None
               f"LightGBM predict {lgb_us:.1f} / {lgb_cpu:.1f} -> onnxruntime {lgb_cpu / onnx_cpu:.1f}x faster (CPU)")
 
         X64 = X.astype(np.float64)
+        intra2 = _session(booster_to_onnx(b, X.shape[1]), 2)
+        plain = _session(_without_tracks(booster_to_onnx(b, X.shape[1])), 1)
         figs = {
             "onnxruntime, exported graph, 1 thread": _rate(lambda: new.score_batch(X), n),
             "onnxruntime, exported graph, 2 threads": _rate(lambda: two.score_batch(X), n),
-            "onnxruntime, two-output classifier graph": _rate(lambda: old.score_batch(X), n),
             "LightGBM predict, 1 thread": _rate(lambda: b.predict(X64, num_threads=1), n),
             "LightGBM predict, 2 threads": _rate(lambda: b.predict(X64, num_threads=2), n),
+            "onnxruntime 2 intra-op threads (trees split)": _rate(lambda: _run_chunks(intra2, X), n),
+            "onnxruntime, two-output classifier graph": _rate(lambda: old.score_batch(X), n),
+            "tree kernel without missing-value tracks": _rate(lambda: _run_chunks(plain, X), n),
             "trivial ONNX model (call + I/O only)": _rate(lambda: triv.score_batch(X), n),
         }
         for chunk in (8_192, 1 << 16, 1 << 20):
@@ -162,8 +173,46 @@ def score_bench(booster, X: np.ndarray, n_trees: int, single_calls: int) -> None
         print(f"batch of {n:,} rows (M rows/s wall, M rows per CPU second; goal >= 1 M/s):")
         for name, (w, c) in figs.items():
             print(f"  {name:<48} {w:6.2f} wall {c:6.2f} CPU  ({c / base_cpu:.2f}x LightGBM per CPU s)")
-        diff = np.abs(new.score_batch(X) - b.predict(X64, num_threads=1))
-        print(f"  q99 |onnxruntime - LightGBM| {np.quantile(diff, 0.99):.2g}")
+        p1 = new.score_batch(X)
+        same = bool(np.array_equal(two.score_batch(X), p1))
+        same_intra = bool(np.array_equal(_run_chunks(intra2, X).astype(np.float64), p1))
+        diff = np.abs(p1 - b.predict(X64, num_threads=1))
+        print(f"  q99 |onnxruntime - LightGBM| {np.quantile(diff, 0.99):.2g}; 2 batch threads bit-identical to 1: {same}; "
+              f"2 intra-op threads bit-identical: {same_intra}")
+        w1, c1 = figs["onnxruntime, exported graph, 1 thread"]
+        w2, c2 = figs["onnxruntime, exported graph, 2 threads"]
+        l1, l2 = figs["LightGBM predict, 1 thread"][0], figs["LightGBM predict, 2 threads"][0]
+        ns = 1e3 / (c1 * n_trees)
+        print(f"batch scoring summary, {n_trees} trees (M rows/s wall): 1 thread {w1:.2f} ({w1 / l1:.2f}x LightGBM predict "
+              f"{l1:.2f}), 2 threads {w2:.2f} ({w2 / l2:.2f}x LightGBM predict {l2:.2f}); goal >= 1.00: "
+              f"{'met' if w2 >= 1.0 else 'NOT met'} ({w2:.2f} of the goal)")
+        print(f"  bound: the tree walk takes {ns:.0f} ns of CPU per tree and row ({c1:.2f} M rows per CPU second), "
+              f"so {os.cpu_count()} idle cores give at most {c1 * os.cpu_count():.2f} M rows/s; 2 threads used "
+              f"{c2:.2f} M rows per CPU second, {w2 / w1:.2f}x the 1-thread wall rate")
+
+
+def _session(onx, threads: int):
+    import onnxruntime as ort
+
+    from mmlab.ml.infer import _options
+
+    return ort.InferenceSession(onx.SerializeToString(), _options(ort, threads), providers=["CPUExecutionProvider"])
+
+
+def _run_chunks(sess, X: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    from mmlab.ml.export import INPUT_NAME, OUTPUT_NAME
+
+    return np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: X[i:i + chunk]})[0][:, 0] for i in range(0, len(X), chunk)])
+
+
+def _without_tracks(onx):
+    """The exported graph with no missing-value tracks: onnxruntime's plain comparison path (NaN inputs would go
+    to the false branch, unlike LightGBM; only a speed reference)."""
+    for node in onx.graph.node:
+        for a in list(node.attribute):
+            if a.name == "nodes_missing_value_tracks_true":
+                node.attribute.remove(a)
+    return onx
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """The pipeline-driven ``grid`` against the simulator's reference ``grid``, in one run; stage budgets.
 
 Part 1, event loop (CPU time of this process inside the compiled loop, robust to other load on a shared
-machine; best of ``--repeat`` alternating rounds after a warm-up round): the shared Binance USD-M BTCUSDT capture of 2024-07-18/19 (ingested into a temporary store, or
-``--root``), grid 5 a side every 100 ms (half spread 2 ticks, skew 1, 0.001 BTC, max 0.01; 10 ms / 10 ms), run
-by the reference kernel ``grid_decide_nb`` and by the six stages (``grid_pipeline``) with the loop hooks on
-(every local event reaches ``pipeline_on_event_nb``, every fill report ``pipeline_on_fill_nb``) and
-decisions recorded; then the pipeline with ``sample_stage_tracing = 0.2``. Prints events/s and the ratio
-pipeline / reference (goal >= 0.90). ``--budgets FILE`` also writes the stage budgets: the pipeline grid run
-``--repeat`` times with every tick timed, the median over runs of each stage's p50/p95/p99.
+machine; best of ``--repeat`` alternating rounds after a warm-up round): the shared Binance USD-M BTCUSDT capture
+of 2024-07-18/19 (ingested into a temporary store, or ``--root``), grid 5 a side every 100 ms (half spread 2
+ticks, skew 1, 0.001 BTC, max 0.01; 10 ms / 10 ms), run by the reference kernel ``grid_decide_nb`` and by the six
+stages (``grid_pipeline``) with the loop hooks on (every local event reaches ``pipeline_on_event_nb``, every fill
+report ``pipeline_on_fill_nb``) and decisions recorded; then the pipeline with ``sample_stage_tracing = 0.2``.
+Prints events/s and the ratio pipeline / reference of the best rounds (goal >= 0.90), and the median and range of
+the same-round ratios. ``--budgets FILE`` also writes the stage budgets: the pipeline grid run ``--repeat`` times
+with every tick timed, the median over runs of each stage's p50/p95/p99.
 
 Part 2 (skipped with ``--no-micro``), the cost of one ``decide()``:
 
@@ -133,7 +134,7 @@ def _apply_nb(view, n_view, actions, n_a, now_ns):
     return n
 
 
-@njit(cache=True)
+@njit  # not cached: a dispatcher argument cannot be pickled into numba's cache index
 def _run_nb(decide, n_ticks, book, bq, aq, params, state, view, quotes, actions, counts):
     rng = np.array([12345], dtype=np.int64)
     n_view = 0
@@ -287,11 +288,16 @@ def loop_speed(ev, specs, repeat: int) -> None:
                 "pipeline grid, 20% ticks timed": (traced, grid_pipeline_spec())}
     best = {k: float("inf") for k in variants}
     fills = {}
+    paired = []  # per round: reference time / pipeline time (both run back to back, so load drifts cancel)
     for r in range(repeat + 1):  # round 0 warms up (kernel load / compile) and is not counted
+        times = {}
         for name, (c, strat) in variants.items():
             dt, fills[name] = _loop_once(c, specs, ev, xev, strat)
+            times[name] = dt
             if r:
                 best[name] = min(best[name], dt)
+        if r:
+            paired.append(times["reference grid (grid_decide_nb)"] / times["pipeline grid (six stages, hooks)"])
     n = len(ev)
     print(f"event loop on the BTCUSDT 2024-07-18/19 capture: {n:,} events, grid 5/side every 100 ms, "
           f"best of {repeat} alternating rounds (CPU time inside the compiled loop):")
@@ -302,6 +308,8 @@ def loop_speed(ev, specs, repeat: int) -> None:
     ratio = base / best["pipeline grid (six stages, hooks)"]
     print(f"  pipeline / reference events/s: {ratio:.3f} (goal >= {GOAL_RATIO:.2f}: "
           f"{'met' if ratio >= GOAL_RATIO else 'NOT met'})")
+    print(f"  same-round ratios: median {statistics.median(paired):.3f}, range {min(paired):.3f}-{max(paired):.3f} "
+          f"(a wide range means other load on the machine)")
 
 
 def write_budgets(ev, specs, repeat: int, path: Path) -> None:

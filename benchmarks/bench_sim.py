@@ -160,7 +160,7 @@ def main() -> None:
 
     from mmlab.config import load_config
     from mmlab.data.book_nb import new_books
-    from mmlab.data.bridge import load_events
+    from mmlab.data.bridge import exch_order, load_events
     from mmlab.sim import engine as E
     from mmlab.sim.strategies import get_strategy
     from mmlab.types import Kind
@@ -168,7 +168,7 @@ def main() -> None:
     root = _store(args.root)
     ev, infos = load_events(root, "binance-usdm", ["BTCUSDT"])
     ev = ev[ev["kind"] != Kind.BBO]
-    xev = E._exch_order(ev)
+    xev = exch_order(ev)
     n = len(ev)
     cfg_dict = {"strategy": {"grid_num": args.grid_num, "interval_ms": args.interval_ms, "half_spread_ticks": 2,
                              "skew_ticks": 1.0, "order_qty": 0.001, "max_position": 0.01},

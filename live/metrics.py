@@ -2,12 +2,17 @@
 durations, tick_total, deadline_miss, warmup_skip_total, backpressure_total, fail_safe_switch_total, ...).
 
 Each runner owns a :class:`LiveMetrics` with its own registry, served on ``live.metrics_port`` at /metrics.
+The per-symbol feature collectors (:data:`mmlab.features.collectors.METRICS`) are gauges ``mm_symbol_*{symbol}``;
+model scoring (``[model] id``) adds ``mm_model_score``, ``mm_model_shadow_score``, ``mm_model_scored_ticks`` and
+the per-tick scoring latency ``mm_model_score_seconds``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mmlab.features.collectors import METRIC_HELP, METRICS
 
 #: Wall-time buckets (s) of the per-frame and per-step histograms: 10 us .. 1 s.
 LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.15, 0.25,
@@ -70,6 +75,21 @@ class LiveMetrics:
         self.sym_spread = Gauge("mm_symbol_spread_ticks", "local book spread, ticks", ["symbol"], registry=r)
         self.sym_imbalance = Gauge("mm_symbol_imbalance", "(bid_qty - ask_qty) / (bid_qty + ask_qty) at the touch",
                                    ["symbol"], registry=r)
+        # Feature collectors of the symbol (mmlab.features.collectors.METRICS), set by the runner's publication; a
+        # name the runner already exports (mm_symbol_spread_ticks) keeps its one gauge.
+        own = {g._name: g for g in (self.sym_mid, self.sym_spread, self.sym_imbalance, self.halted)}
+        self.sym_features = {name: own.get(name) or Gauge(name, METRIC_HELP.get(name, name), ["symbol"], registry=r)
+                             for name in METRICS}
+        # Model scores of live paper sessions with [model] id (live/scoring.py).
+        self.model_score = Gauge("mm_model_score", "active model score at the last decision tick", ["symbol"],
+                                 registry=r)
+        self.model_shadow_score = Gauge("mm_model_shadow_score", "shadow model score at the last decision tick "
+                                        "(never trades)", ["symbol"], registry=r)
+        self.model_score_latency = Histogram("mm_model_score_seconds", "wall time of one decision tick's feature "
+                                             "rows and model scores (all symbols, shadow included), s", registry=r,
+                                             buckets=LATENCY_BUCKETS)
+        self.model_ticks = Counter("mm_model_scored_ticks", "decision ticks scored by the model", ["symbol"],
+                                   registry=r)
 
     def names(self) -> set[str]:
         """Every series name the registry can expose (``_total``, ``_bucket``, ``_sum``, ``_count`` included)."""

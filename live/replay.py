@@ -277,25 +277,62 @@ def load_timestamped(path, max_lines: int | None = None) -> Recording:
 class BinanceReplayVenue(ReplayVenue):
     """A local Binance USD-M venue: ``/stream?streams=...`` replays the capture's frames of those streams with
     ``E``/``T`` moved to the send time; ``GET /fapi/v1/depth`` answers with the capture's REST snapshot (times
-    moved likewise), ``GET /fapi/v1/exchangeInfo`` with the given tick/lot sizes."""
+    moved likewise), ``GET /fapi/v1/exchangeInfo`` with the given tick/lot sizes.
 
-    def __init__(self, recording: Recording, *, sizes: dict, speed: float = 1.0):
-        super().__init__(recording, path="/stream", speed=speed)
+    Parameters
+    ----------
+    current_book : keep an order book current from the diffs replayed and answer ``/fapi/v1/depth`` from it (as
+        Binance does: a re-sync gets a snapshot at a later update id), starting from the capture's snapshot.
+    drop_depth : numbers of the depth diffs (counted over the replay, from 0) applied to the venue's book but
+        not sent: each is a ``pu`` break for the client.
+    close_after : close the connection abruptly after this many frames (once); the replay resumes at the next
+        frame on the next connection.
+    snapshot_delay_s : delay of every REST snapshot after the first (a re-sync takes a while; the client's book
+        stays invalid meanwhile).
+    """
+
+    def __init__(self, recording: Recording, *, sizes: dict, speed: float = 1.0, current_book: bool = False,
+                 drop_depth: tuple[int, ...] = (), close_after: int | None = None, snapshot_delay_s: float = 0.0):
+        super().__init__(recording, path="/stream", speed=speed, close_after=close_after)
         self.sizes = sizes
         self._streams = [(_BN_STREAM.search(f[:80]).group(1).decode() if _BN_STREAM.search(f[:80]) else None)
                          for f in recording.frames]
+        self.current_book = current_book
+        self.drop_depth = set(drop_depth)
+        self.snapshot_delay_s = snapshot_delay_s
+        self.n_depth = 0
+        self.snapshots_served: list[int] = []  # lastUpdateId of each REST snapshot
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.last_u = -1
+        if current_book and recording.instruments:
+            snap = json.loads(recording.instruments[0])
+            self.bids = {p: q for p, q in snap["bids"]}
+            self.asks = {p: q for p, q in snap["asks"]}
+            self.last_u = int(snap["lastUpdateId"])
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def _http(self, connection, request):
+    def _snapshot_body(self, now_ms: bytes) -> bytes:
+        if not self.current_book:
+            return _BN_TS.sub(lambda m: b'"' + m.group(1) + b'":' + now_ms, self.rec.instruments[0])
+        now = int(now_ms)
+        doc = {"lastUpdateId": self.last_u, "E": now, "T": now,
+               "bids": sorted(([p, q] for p, q in self.bids.items()), key=lambda x: -float(x[0]))[:1000],
+               "asks": sorted(([p, q] for p, q in self.asks.items()), key=lambda x: float(x[0]))[:1000]}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    async def _http(self, connection, request):
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
-        now_ms = b"%d" % int(time.time() * 1000)
         if request.path.startswith("/fapi/v1/depth") and self.rec.instruments:
-            body = _BN_TS.sub(lambda m, now_ms=now_ms: b'"' + m.group(1) + b'":' + now_ms, self.rec.instruments[0])
+            if self.snapshot_delay_s and self.snapshots_served:
+                await asyncio.sleep(self.snapshot_delay_s)
+            body = self._snapshot_body(b"%d" % int(time.time() * 1000))
+            self.snapshots_served.append(int(json.loads(body)["lastUpdateId"]))
         elif request.path.startswith("/fapi/v1/exchangeInfo"):
             body = json.dumps({"symbols": [{"symbol": s, "filters": [
                 {"filterType": "PRICE_FILTER", "tickSize": str(v["tick_size"])},
@@ -304,6 +341,19 @@ class BinanceReplayVenue(ReplayVenue):
             return None
         return Response(200, "OK", Headers([("Content-Type", "application/json"),
                                             ("Content-Length", str(len(body)))]), body)
+
+    def _apply(self, frame: bytes) -> None:
+        """A depth diff into the venue's book (diffs the book already holds are ignored)."""
+        d = json.loads(frame)["data"]
+        if int(d["u"]) <= self.last_u:
+            return
+        for side, book in (("b", self.bids), ("a", self.asks)):
+            for p, q in d[side]:
+                if float(q) == 0.0:
+                    book.pop(p, None)
+                else:
+                    book[p] = q
+        self.last_u = int(d["u"])
 
     async def _handler(self, ws) -> None:
         self.connections += 1
@@ -322,10 +372,22 @@ class BinanceReplayVenue(ReplayVenue):
                     wait = (self.rec.local_ns[i] - t_rec0) / 1e9 / self.speed - (time.perf_counter() - t_wall0)
                     if wait > 0:
                         await asyncio.sleep(wait)
+                frame = self.rec.frames[i]
+                if b"depthUpdate" in frame[:80]:
+                    if self.current_book:
+                        self._apply(frame)
+                    k = self.n_depth
+                    self.n_depth += 1
+                    if k in self.drop_depth:
+                        continue
                 now_ms = b"%d" % int(time.time() * 1000)
-                await ws.send(_BN_TS.sub(lambda m, now_ms=now_ms: b'"' + m.group(1) + b'":' + now_ms, self.rec.frames[i]).decode())
+                await ws.send(_BN_TS.sub(lambda m, now_ms=now_ms: b'"' + m.group(1) + b'":' + now_ms, frame).decode())
                 self.sent += 1
+                if self.close_after is not None and self.sent >= self.close_after:
+                    self.close_after = None
+                    await ws.close()
+                    return
             self.done.set()
             await self._stop.wait()
-        except Exception:  # noqa: BLE001 - a client going away ends its connection
+        except Exception:  # noqa: BLE001, S110 - a client going away ends its connection
             pass

@@ -23,11 +23,13 @@ import asyncio
 import collections
 import datetime as dt
 import json
+import math
 import os
 import signal
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from live.metrics import LiveMetrics, observe_many
@@ -50,6 +52,11 @@ _SENT = int(OrderEventKind.SENT)
 #: The hot path counts in plain integers; they reach the prometheus metrics at most this often (and at the end).
 METRICS_PUBLISH_NS = 250 * NS_PER_MS
 
+#: Decision rows held before they are written to decisions.parquet as one row group.
+DECISIONS_CHUNK_ROWS = 50_000
+#: Decision rows whose stage timings are kept for the summary's ``stage_latency_ns`` (the most recent ones).
+STAGE_TIMING_ROWS = 1_000_000
+
 
 #: Per-symbol counters of the decision ticks: the metric child each feeds (``stale`` -> mm_pricing_on_stale).
 _SYM_COUNTERS = ("dec", "hit", "miss", "warm", "stale", "fills")
@@ -63,7 +70,24 @@ def gate_name(reason: int) -> str:
 
 def _fnum(x) -> float | None:
     x = float(x)
-    return x if np.isfinite(x) else None
+    return x if math.isfinite(x) else None
+
+
+def _records(rows: np.ndarray) -> list[dict]:
+    """Rows of a structured array as dicts of Python scalars."""
+    names = rows.dtype.names
+    return [dict(zip(names, t)) for t in rows.tolist()]
+
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+def _json_line(doc: dict) -> bytes:
+    return _json_encode(doc) + b"\n"
+
+
+_OEV_KINDS = {int(k): k for k in OrderEventKind}
+_OEV_NAMES = {k: k.name.lower() for k in OrderEventKind}
 
 
 class LiveRunner:
@@ -100,13 +124,21 @@ class LiveRunner:
         self.last_ts = 0
         self.t_start_ns = 0
         self.invalid_since = np.full(len(self.symbols), -1, dtype=np.int64)
+        self._refresh_pending = False  # some invalid_since >= 0: a valid book's next market frame observes md_refresh
         self.gate_now = np.zeros(len(self.symbols), dtype=np.int64)
         self.counts = collections.Counter()
         # Latency samples for the summary's percentiles: the most recent million of each.
         self.frame_lat_ns: collections.deque = collections.deque(maxlen=1_000_000)
         self.step_ns: collections.deque = collections.deque(maxlen=1_000_000)
-        self._logs = {k: open(self.out / f"{k}.jsonl", "w") for k in ("ticks", "fills", "orders")}
+        # JSON lines, encoded by msgspec (same values, compact separators) into 1 MiB write buffers.
+        self._logs = {k: open(self.out / f"{k}.jsonl", "wb", buffering=1 << 20) for k in ("ticks", "fills", "orders")}
         self._dec_parts: dict[str, list] = {"decisions": [], "dec_quotes": [], "dec_actions": []}
+        # Decision rows go to decisions.parquet in row groups of this many rows as the session runs (memory stays
+        # bounded); only their stage timings stay, the most recent STAGE_TIMING_ROWS, for the summary.
+        self.decisions_chunk_rows = DECISIONS_CHUNK_ROWS
+        self._dec_rows = 0
+        self._dec_writer = None
+        self._dec_timings: collections.deque = collections.deque()
         self.server_log: list[str] = []
         self.stage_latency = None
         self.real = real  # live.real.session.RealSession in real mode: the decision actions also go to the venue
@@ -127,9 +159,13 @@ class LiveRunner:
                                  (inst[s].get("contract") or {}).get("type", "linear"),
                                  float((inst[s].get("contract") or {}).get("contract_size", 1.0)))
                       for s in self.symbols]
+        from live.scoring import LiveScoring
+
+        self.scoring = LiveScoring(self)  # feature collectors; with [model] id the scored pipeline strategy
         self.paper = PaperExchange(self.cfg, self.specs, self.strategy)
         self.paper.warm()
         self.adapter.warm(self.buffer)
+        self.scoring.warm()
         m = self.metrics
         # Per-symbol metric children, looked up once (a labels() call per tick costs more than the tick).
         self._ms = [{"halted": m.halted.labels(s), "age": m.md_age.labels(s), "hit": m.md_hit.labels(s),
@@ -278,6 +314,7 @@ class LiveRunner:
             self.adapter.book_valid[i] = False
             if self.invalid_since[i] < 0:
                 self.invalid_since[i] = now
+        self._refresh_pending = True
 
     def _resync_all(self) -> None:
         for i in range(len(self.symbols)):
@@ -352,28 +389,32 @@ class LiveRunner:
     def process_pending(self, horizon_ns: int, *, final_gate: int | None = None) -> None:
         """Normalize queued frames, set gates, step the paper exchange to ``horizon_ns`` and log the outputs."""
         t0 = time.perf_counter_ns()
-        stamps = []
-        on_frame = self._on_frame
         queue = self.queue
-        while queue:
-            for ts, raw in queue.popleft():
-                on_frame(ts, raw)
-                stamps.append(ts)
+        # The whole backlog goes to the adapter in one call (one compiled pass over the frames' bytes).
+        if len(queue) == 1:
+            frames = queue.popleft()
+        else:
+            frames = [f for entry in queue for f in entry]
+            queue.clear()
+        if frames:
+            self._on_frames(frames)
         self.backlog = 0
         t1 = time.perf_counter_ns()
+        self.scoring.on_events(self.buffer)
         self.paper.add(self.buffer)
         if final_gate is not None or self.paper.due(horizon_ns):  # gates matter only to a loop call
             self._set_gates(final_gate)
-        out = self.paper.step(None, horizon_ns)
+        out = self.paper.step(None, horizon_ns) if self.scoring.model is None else self.scoring.step(horizon_ns)
         t2 = time.perf_counter_ns()
         self._emit(out)
+        self.scoring.on_output(out)
         t3 = time.perf_counter_ns()
-        if stamps:
+        if frames:
             done = self.clock_ns()
-            lats = [done - ts for ts in stamps]
+            lats = [done - f[0] for f in frames]
             self.frame_lat_ns.extend(lats)
             self._lat_pending.extend(lats)
-        self._steps_pending.append((t1 - t0 if stamps else -1, t2 - t1, t3 - t2, t3 - t0))
+        self._steps_pending.append((t1 - t0 if frames else -1, t2 - t1, t3 - t2, t3 - t0))
         self.step_ns.append(t3 - t0)
         if (t3 - t0) > self.lc.step_ms * NS_PER_MS:
             self.counts["deadline_miss"] += 1
@@ -437,22 +478,40 @@ class LiveRunner:
                     ms["pnl"].set(pnl)
             if last[i]:
                 ms["age"].set((now - int(last[i])) / NS_PER_MS)
+        self.scoring.publish(m)
         self._published_ns = time.perf_counter_ns()
 
-    def _on_frame(self, ts: int, raw: bytes) -> None:
-        code, sid = self.adapter.on_frame(raw, ts, self.buffer)
-        self._frame_n[code] += 1
-        if code == _GAP:
-            sym = self.symbols[sid]
-            self.counts["gaps"] += 1
-            self.metrics.gaps.labels(sym).inc()
-            self.metrics.md_invalidate.labels("ws_gap").inc()
-            if self.invalid_since[sid] < 0:
-                self.invalid_since[sid] = ts
-            self._resync(sid)
-        elif code == _MARKET and sid >= 0 and self.invalid_since[sid] >= 0 and self.adapter.book_valid[sid]:
-            self.metrics.md_refresh.observe(max(ts - int(self.invalid_since[sid]), 0) / 1e9)
-            self.invalid_since[sid] = -1
+    def _on_frames(self, frames: list) -> None:
+        """Normalize (ts, raw) frames into the event buffer and count them; a gap re-syncs its symbol, and the
+        first market frame on a valid book after an invalidation observes the refresh time."""
+        codes, sids, valid = self.adapter.on_frames(frames, self.buffer)
+        counts = self._frame_n
+        if len(codes) < 8:
+            for code in codes:
+                counts[code] += 1
+        else:
+            for code in range(len(counts)):
+                k = codes.count(code)
+                if k:
+                    counts[code] += k
+        inv = self.invalid_since
+        if _GAP not in codes and not self._refresh_pending:
+            return
+        for j, code in enumerate(codes):
+            sid = sids[j]
+            if code == _GAP:
+                ts = frames[j][0]
+                sym = self.symbols[sid]
+                self.counts["gaps"] += 1
+                self.metrics.gaps.labels(sym).inc()
+                self.metrics.md_invalidate.labels("ws_gap").inc()
+                if inv[sid] < 0:
+                    inv[sid] = ts
+                self._resync(sid)
+            elif code == _MARKET and sid >= 0 and inv[sid] >= 0 and valid[j]:
+                self.metrics.md_refresh.observe(max(frames[j][0] - int(inv[sid]), 0) / 1e9)
+                inv[sid] = -1
+        self._refresh_pending = bool((inv >= 0).any())
 
     def _set_gates(self, final_gate: int | None) -> None:
         lc = self.lc
@@ -498,8 +557,13 @@ class LiveRunner:
         specs = self.specs
         for k in ("decisions", "dec_quotes", "dec_actions"):
             self._dec_parts[k].extend(out.get(k, ()))
+        if out.get("decisions"):
+            self._dec_rows += sum(len(x) for x in out["decisions"])
+            if self._dec_rows >= self.decisions_chunk_rows:
+                self._flush_decisions()
+        # Rows as dicts of Python scalars (one tolist() per array: a numpy record field read costs ~1 us).
         for rows in out["states"]:
-            for r in rows:
+            for r in _records(rows):
                 s = int(r["symbol_id"])
                 sym = specs[s].symbol
                 tick = specs[s].tick_size
@@ -524,8 +588,8 @@ class LiveRunner:
                 if ok:
                     q = float(r["bid_qty"]) + float(r["ask_qty"])
                     self._sym_last[s] = (mid, ba - bb, (float(r["bid_qty"]) - float(r["ask_qty"])) / q if q > 0 else 0.0)
-                self._sym_acct[s] = (float(r["position"]), float(r["pnl"]) if np.isfinite(r["pnl"]) else None)
-                self._logs["ticks"].write(json.dumps({
+                self._sym_acct[s] = (float(r["position"]), _fnum(r["pnl"]))
+                self._logs["ticks"].write(_json_line({
                     "ts_local": int(r["ts_local"]), "symbol": sym,
                     "best_bid": bb * tick if ok else None, "best_ask": ba * tick if ok else None,
                     "mid": _fnum(mid), "quote_bid": int(r["quote_bid_ticks"]) * tick if r["quote_bid_ticks"] >= 0 else None,
@@ -534,33 +598,33 @@ class LiveRunner:
                     "n_actions": int(r["n_actions"]), "n_working": int(r["n_working"]),
                     "position": float(r["position"]), "fees": float(r["fees"]), "pnl": _fnum(r["pnl"]),
                     "reason": reason, "gate": gate,
-                }) + "\n")
+                }))
         for rows in out["fills"]:
-            for f in rows:
+            for f in _records(rows):
                 s = int(f["symbol_id"])
                 sym = specs[s].symbol
                 self._sym_n[s][_FILLS] += 1
                 self.counts["fills"] += 1
-                self._logs["fills"].write(json.dumps({
+                self._logs["fills"].write(_json_line({
                     "ts_exch": int(f["ts_exch"]), "ts_local": int(f["ts_local"]), "symbol": sym,
                     "order_id": int(f["order_id"]), "order_seq": int(f["order_seq"]), "side": int(f["side"]),
                     "price": int(f["price_ticks"]) * specs[s].tick_size, "price_ticks": int(f["price_ticks"]),
                     "qty": float(f["qty"]), "maker": bool(f["maker"]), "fee": float(f["fee"]),
                     "queue_ahead_qty": _fnum(f["queue_ahead_qty"]), "position_after": float(f["position_after"]),
                     "route": "paper" if ro is None else ro.route_name(s, int(f["order_seq"])),
-                }) + "\n")
+                }))
         for rows in out["oev"]:
-            for e in rows:
+            for e in _records(rows):
                 s = int(e["symbol_id"])
-                kind = OrderEventKind(int(e["kind"]))
+                kind = _OEV_KINDS[int(e["kind"])]
                 if kind == _SENT and (ro is None or ro.route_name(s, int(e["order_seq"])) == "paper"):
                     self.counts["orders_sent"] += 1
-                self._logs["orders"].write(json.dumps({
+                self._logs["orders"].write(_json_line({
                     "ts_local": int(e["ts_local"]), "ts_exch": int(e["ts_exch"]), "symbol": specs[s].symbol,
-                    "order_id": int(e["order_id"]), "order_seq": int(e["order_seq"]), "event": kind.name.lower(),
+                    "order_id": int(e["order_id"]), "order_seq": int(e["order_seq"]), "event": _OEV_NAMES[kind],
                     "side": int(e["side"]), "price": int(e["price_ticks"]) * specs[s].tick_size,
                     "qty": float(e["qty"]), "leaves_qty": float(e["leaves_qty"]), "reason": int(e["reason"]),
-                }) + "\n")
+                }))
 
     # ------------------------------------------------------------------------------------------ session
 
@@ -629,6 +693,7 @@ class LiveRunner:
             f.close()
         self._write_decisions()
         summary = self._summary(wall_s, working_before, working_after)
+        summary.update(self.scoring.summary())
         if self.failsafe is not None:
             summary["failsafe"] = self.failsafe.fs.summary(self.clock_ns())
         if self.rollout is not None:
@@ -637,8 +702,10 @@ class LiveRunner:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         return summary
 
-    def _write_decisions(self) -> None:
-        """decisions.parquet with the backtest's columns (``mmlab.sim.decisions.decisions_frame``)."""
+    def _flush_decisions(self, final: bool = False) -> None:
+        """Write the held decision rows to decisions.parquet (the backtest's columns,
+        ``mmlab.sim.decisions.decisions_frame``) as one row group; ``final`` closes the file. A session that never
+        filled a chunk writes the file once at the end."""
         from mmlab.sim import engine
         from mmlab.types import (
             decision_quote_dtype,
@@ -648,10 +715,41 @@ class LiveRunner:
 
         dtypes = {"decisions": decision_row_dtype, "dec_quotes": decision_quote_dtype, "dec_actions": sim_action_dtype}
         out = {k: np.concatenate(v) if v else np.zeros(0, dtype=dtypes[k]) for k, v in self._dec_parts.items()}
-        raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
-               "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
-        frame, self.stage_latency = engine.decision_outputs(self.specs, raw)
-        frame.write_parquet(self.out / "decisions.parquet", statistics=True)
+        self._dec_parts = {k: [] for k in dtypes}
+        self._dec_rows = 0
+        rows = out["decisions"]
+        timing = np.zeros(len(rows), dtype=np.dtype([("tick_ns", rows.dtype["tick_ns"]),
+                                                     ("stage_ns", rows.dtype["stage_ns"])]))
+        timing["tick_ns"] = rows["tick_ns"]
+        timing["stage_ns"] = rows["stage_ns"]
+        self._dec_timings.append(timing)
+        while sum(len(t) for t in self._dec_timings) - len(self._dec_timings[0]) >= STAGE_TIMING_ROWS:
+            self._dec_timings.popleft()
+        if self._dec_writer is None and final:
+            raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
+                   "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
+            frame, _ = engine.decision_outputs(self.specs, raw)
+            frame.write_parquet(self.out / "decisions.parquet", statistics=True)
+            return
+        import pyarrow.parquet as pq
+
+        if len(rows):
+            raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
+                   "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
+            table = engine.decision_outputs(self.specs, raw)[0].to_arrow()
+            if self._dec_writer is None:
+                self._dec_writer = pq.ParquetWriter(str(self.out / "decisions.parquet"), table.schema)
+            self._dec_writer.write_table(table.cast(self._dec_writer.schema))
+        if final and self._dec_writer is not None:
+            self._dec_writer.close()
+
+    def _write_decisions(self) -> None:
+        """The last decision rows into decisions.parquet; the summary's stage latencies from the kept timings."""
+        from mmlab.sim.decisions import stage_latency_summary
+
+        self._flush_decisions(final=True)
+        timings = np.concatenate(list(self._dec_timings))
+        self.stage_latency = stage_latency_summary(timings, tuple(getattr(self.strategy, "stage_names", ())))
 
     def _summary(self, wall_s: float, working_before: int, working_after: int) -> dict:
         a = self.paper.a

@@ -1,13 +1,16 @@
 """Binance USD-M futures public streams: ``<symbol>@depth@0ms`` diffs synced on a REST snapshot, ``@trade`` and
 ``@bookTicker``, over the combined-stream endpoint.
 
-Each frame is decoded by the ingest's own line reader (:func:`mmlab.data.ingest.binance._read_line_py`, which
-reads the same ``<local_ts> <frame>`` lines the recorder writes), and depth diffs follow the sync rules the
+A backlog of frames is read by the ingest's own compiled line scanner (``_scan_nb``, over the same
+``<local_ts> <frame>`` lines the recorder writes; a frame it cannot read exactly goes to the ingest's Python
+reader ``_read_line_py``), and depth diffs follow the sync rules the
 ingest's sequencer applies to a recording (``_sequence_nb``), one frame at a time: diffs wait until a REST
 snapshot arrives; diffs the snapshot covers (``u < lastUpdateId``) are dropped; the first applied diff must have
 ``U <= lastUpdateId``; afterwards every diff's ``pu`` must equal the previous ``u``, else the book is lost and
 a new snapshot is requested. Diffs held while the book was unknown are applied at the snapshot's receive time.
-``tests/unit/live/test_binance_adapter.py`` checks that the rows equal those of an ingest of the same frames.
+The rule itself (stale / bridging / ``pu`` continuity, old snapshots) is the ingest's compiled one
+(``diff_verdict_nb``, ``snapshot_is_old_nb``). ``tests/unit/live/test_binance_adapter.py`` checks that the rows
+equal those of an ingest of the same frames.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from numba import types
 
-from live.venues.common import EventBuffer, Frame
+from live.venues.common import EventBuffer, Frame, entry_point
 from mmlab.data.ingest import binance as norm
 from mmlab.errors import ConfigError, DataError
 from mmlab.types import Kind, Side
@@ -25,7 +29,20 @@ WS_URL = "wss://fstream.binance.com"
 REST_URL = "https://fapi.binance.com"
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 
-_NO_BOOK, _AWAIT_BRIDGE, _SYNCED, _LOST = 0, 1, 2, 3
+# Book states, as the ingest sequencer's (mmlab.data.ingest.binance).
+_NO_BOOK, _AWAIT_BRIDGE, _SYNCED, _LOST = norm._NO_BOOK, norm._AWAIT_BRIDGE, norm._SYNCED, norm._LOST
+
+
+def _load_rule() -> None:
+    """Bind the ingest's sync rule (compiled entries, called without the dispatcher's type resolution)."""
+    global _diff_verdict, _snapshot_is_old
+    if _diff_verdict is None:
+        i8 = types.int64
+        _diff_verdict = entry_point(norm.diff_verdict_nb, i8, i8, i8, i8, i8, i8, types.boolean)
+        _snapshot_is_old = entry_point(norm.snapshot_is_old_nb, i8, i8, i8)
+
+
+_diff_verdict = _snapshot_is_old = None
 _INT_FIELDS = ("ts_local_raw", "ts_local_ns", "E_ms", "T_ms", "U", "u", "pu", "trade_id", "last_update_id")
 
 
@@ -65,6 +82,7 @@ class Adapter:
         self.last_data_ns = np.zeros(len(self.symbols), dtype=np.int64)
         self.gaps: list[dict] = []
         self._snapshot_for: dict[int, int] = {}  # receive time of a REST snapshot frame -> symbol_id
+        _load_rule()
 
     # -------------------------------------------------------------------------------------- connection
 
@@ -114,6 +132,11 @@ class Adapter:
             if raw.startswith(b'{"result"') or b'"id"' in raw[:40]:
                 return Frame.CONTROL, -1
             return Frame.GARBAGE, -1
+        return self._on_record(rec, levels, sym, ts_local_ns, out)
+
+    def _on_record(self, rec, levels, sym: str | None, ts_local_ns: int, out: EventBuffer) -> tuple[int, int]:
+        """One read message (``rec``: the ingest's MSG_DTYPE fields, a record or a dict; ``levels``: its price
+        levels) into ``out``; returns (``Frame`` code, symbol_id or -1)."""
         kind = int(rec["kind"])
         if kind == norm.MsgKind.SNAPSHOT:
             i = self._snapshot_for.pop(int(ts_local_ns), -1)
@@ -152,17 +175,66 @@ class Adapter:
             return Frame.MARKET, i
         return self._depth(i, bk, rec, levels, ts_local_ns, out), i
 
+    def on_frames(self, frames: list, out: EventBuffer) -> tuple[list, list, list]:
+        """Normalize ``frames`` ((ts_local_ns, raw) in receive order) into ``out``; returns per frame the ``Frame``
+        code, the symbol_id (or -1) and whether that symbol's book was valid after the frame."""
+        codes, sids, valid = [], [], []
+        bv = self.book_valid
+        read = self._scan(frames)
+        for j, (ts, raw) in enumerate(frames):
+            if read is not None and read[j] is not None:
+                rec, levels, sym = read[j]
+                c, i = self._on_record(rec, levels, sym, ts, out)
+            else:
+                c, i = self.on_frame(raw, ts, out)
+            codes.append(c)
+            sids.append(i)
+            valid.append(i >= 0 and bool(bv[i]))
+        return codes, sids, valid
+
+    def _scan(self, frames: list) -> list | None:
+        """The frames read by the ingest's compiled line scanner (``_scan_nb`` over ``<ts> <frame>`` lines, one
+        call for the batch): per frame (record dict, levels, symbol), or None where the scanner could not read
+        it exactly (the ingest's Python reader decides). None when the batch does not split into lines."""
+        raws = [r if isinstance(r, bytes) else r.encode() for _, r in frames]
+        text = b"".join(b"%d %s\n" % (ts, r) for (ts, _), r in zip(frames, raws))
+        n = len(frames)
+        if text.count(b"\n") != n:
+            return None  # a frame holding a newline: frame by frame
+        buf = np.frombuffer(text, dtype=np.uint8)
+        msgs = np.zeros(n, dtype=norm.MSG_DTYPE)
+        levels = np.zeros(max(len(text) // 8, 16), dtype=norm.LEVEL_DTYPE)
+        pos = line = n_msg = n_lv = 0
+        while True:
+            pos, line, n_msg, n_lv = norm._scan_nb(buf, pos, line, msgs, n_msg, levels, n_lv, 0, 0, norm._POW10)
+            if pos >= len(buf) or n_msg >= n:
+                break
+            grown = np.zeros(2 * len(levels), dtype=norm.LEVEL_DTYPE)
+            grown[:n_lv] = levels[:n_lv]
+            levels = grown
+        if n_msg != n:
+            return None
+        names = msgs.dtype.names
+        out = []
+        unread, snapshot = int(norm.MsgKind.UNREAD), int(norm.MsgKind.SNAPSHOT)
+        for t in msgs.tolist():
+            rec = dict(zip(names, t))
+            kind = rec["kind"]
+            if kind == unread or (kind != snapshot and rec["sym_len"] <= 0):
+                out.append(None)
+                continue
+            sym = text[rec["sym_off"]: rec["sym_off"] + rec["sym_len"]].decode().upper() if rec["sym_len"] > 0 else None
+            lv = levels[rec["level_start"]: rec["level_start"] + rec["n_levels"]]
+            out.append((rec, lv, sym))
+        return out
+
     def _depth(self, i: int, bk: _Book, rec, levels, ts_local_ns: int, out: EventBuffer) -> int:
         u = int(rec["u"])
-        if bk.state == _AWAIT_BRIDGE:
-            if u < bk.snap_lid:
-                return Frame.DROPPED  # covered by the snapshot
-            expected, got = bk.snap_lid, int(rec["U"])
-            ok = got <= expected
-        else:
-            expected, got = bk.prev_u, int(rec["pu"])
-            ok = got == expected
-        if not ok:
+        # The ingest sequencer's rule (mmlab.data.ingest.binance.diff_verdict_nb), USD-M futures semantics.
+        verdict, expected, got = _diff_verdict(bk.state, bk.snap_lid, bk.prev_u, int(rec["U"]), u, int(rec["pu"]), True)
+        if verdict == norm.DIFF_STALE:
+            return Frame.DROPPED  # covered by the snapshot
+        if verdict == norm.DIFF_GAP:
             bk.state = _LOST
             bk.pending.append((rec, levels, ts_local_ns))
             self.book_valid[i] = False
@@ -177,7 +249,7 @@ class Adapter:
     def _on_snapshot(self, i: int, rec, levels, ts_local_ns: int, out: EventBuffer) -> int:
         bk = self.books[i]
         lid = int(rec["last_update_id"])
-        if bk.state == _SYNCED and lid <= bk.prev_u:
+        if _snapshot_is_old(bk.state, lid, bk.prev_u):
             return Frame.DROPPED
         if rec["E_ms"] >= 0:
             te = int(rec["E_ms"]) * 1_000_000
@@ -194,16 +266,14 @@ class Adapter:
             if bk.state == _LOST:
                 bk.pending.append((prec, plevels, _pts))
                 continue
-            if bk.state == _AWAIT_BRIDGE and int(prec["u"]) < bk.snap_lid:
-                continue
-            # Held diffs are applied at the snapshot's receive time (as the ingest does).
+            # Held diffs are applied at the snapshot's receive time (as the ingest does); those the snapshot
+            # covers are dropped by the rule.
             self._depth(i, bk, prec, plevels, ts_local_ns, out)
         self.last_data_ns[i] = ts_local_ns
         return Frame.MARKET
 
     def _rows(self, i, levels, ts_exch, ts_local_ns, kind, uid, out, *, clear: bool) -> None:
         n = len(levels)
-        lv = np.asarray(levels, dtype=np.float64).reshape(n, 3) if n else np.zeros((0, 3))
         k = np.full(n + clear, int(kind), np.uint8)
         side = np.empty(n + clear, np.int8)
         price = np.zeros(n + clear)
@@ -211,9 +281,15 @@ class Adapter:
         if clear:
             k[0] = Kind.CLEAR
             side[0] = Side.BOTH
-        side[clear:] = lv[:, 2]
-        price[clear:] = lv[:, 0]
-        qty[clear:] = lv[:, 1]
+        if isinstance(levels, np.ndarray):  # the scanner's LEVEL_DTYPE records
+            side[clear:] = levels["side"]
+            price[clear:] = levels["price"]
+            qty[clear:] = levels["qty"]
+        else:  # (price, qty, side) tuples of the Python reader
+            lv = np.asarray(levels, dtype=np.float64).reshape(n, 3) if n else np.zeros((0, 3))
+            side[clear:] = lv[:, 2]
+            price[clear:] = lv[:, 0]
+            qty[clear:] = lv[:, 1]
         be = np.zeros(n + clear, bool)
         if n + clear:
             be[-1] = True

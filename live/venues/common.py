@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from itertools import accumulate
 
 import numpy as np
 from numba import njit, typeof
@@ -113,8 +114,12 @@ class EventBuffer:
 
 _POW10 = np.array([10.0 ** k for k in range(23)])
 
+#: Kernels that create no array run without the runtime's reference counting: otherwise every call between the
+#: small readers pays an atomic increment and decrement per array argument (most of a frame's parse time).
+njit_no_refcount = njit(cache=True, _nrt=False, error_model="numpy")
 
-@njit(cache=True)
+
+@njit_no_refcount
 def _skip_ws_nb(buf, i):
     n = buf.shape[0]
     while i < n and (buf[i] == 32 or buf[i] == 9 or buf[i] == 10 or buf[i] == 13):
@@ -122,7 +127,7 @@ def _skip_ws_nb(buf, i):
     return i
 
 
-@njit(cache=True)
+@njit_no_refcount
 def _number_nb(buf, i, res):
     """Parse a decimal number (optionally in quotes) at ``buf[i]``: res[0] = value; returns the next index or -1."""
     n = buf.shape[0]
@@ -166,11 +171,11 @@ def _number_nb(buf, i, res):
     return i
 
 
-@njit(cache=True)
-def _levels_nb(buf, i, price, qty, k):
-    """Parse ``[["p","q"],...]`` at ``buf[i]`` into price/qty from ``k``; returns (next index, new k) or (-1, k)."""
+@njit_no_refcount
+def _levels_nb(buf, i, price, qty, k, res):
+    """Parse ``[["p","q"],...]`` at ``buf[i]`` into price/qty from ``k`` (``res``: one float of scratch); returns
+    (next index, new k) or (-1, k)."""
     n = buf.shape[0]
-    res = np.zeros(1)
     i = _skip_ws_nb(buf, i)
     if i >= n or buf[i] != 91:
         return -1, k
@@ -204,7 +209,7 @@ def _levels_nb(buf, i, price, qty, k):
         return -1, k
 
 
-@njit(cache=True)
+@njit_no_refcount
 def _skip_value_nb(buf, i):
     """Index after the JSON value at ``buf[i]`` (strings, numbers, literals, nested arrays/objects), or -1."""
     n = buf.shape[0]
@@ -236,36 +241,54 @@ def _skip_value_nb(buf, i):
     return -1
 
 
-@njit(cache=True, error_model="numpy")
-def book_frame_rows_nb(buf, out, off, ts_exch, ts_local, update_id, snapshot, tick_size, symbol_id):
-    """Rows of a book frame's ``data`` object (bytes ``buf``: ``{"s":..,"b":[[p,q],..],"a":[..],..}``) into
-    ``out[off:]``: CLEAR + SNAPSHOT rows when ``snapshot`` else DEPTH rows, bids then asks, the last row
-    ``batch_end``, rows ingest would quarantine left out (:func:`append_rows_nb`). Returns the rows written,
-    or -1 when the bytes are outside the fast path (nothing written)."""
+@njit(cache=True, inline="always")
+def put_row_nb(out, n, ts_exch, ts_local, kind, side, price, qty, update_id, tick_size, symbol_id):
+    """Write one row at ``out[n]`` (batch_end false) unless ingest would quarantine it; returns the new count."""
+    if kind != 3 and (not np.isfinite(price) or price <= 0.0 or not np.isfinite(qty) or qty < 0.0
+                      or (kind == 2 and qty == 0.0)):
+        return n
+    r = out[n]
+    r.ts_exch = ts_exch
+    r.ts_local = ts_local
+    x = price / tick_size
+    r.price_ticks = np.int64(np.rint(x)) if abs(x) < 9.2e18 else np.int64(-9223372036854775808)
+    r.qty = qty
+    r.update_id = update_id
+    r.kind = kind
+    r.side = side
+    r.batch_end = False
+    r.symbol_id = symbol_id
+    return n + 1
+
+
+@njit_no_refcount
+def book_levels_nb(buf, scratch, res, head):
+    """Read a book frame's ``data`` object (bytes ``buf``: ``{"s":..,"b":[[p,q],..],"a":[..],"u":..,..}``) in one
+    pass: bid levels into ``scratch[0]`` (price) / ``scratch[1]`` (qty), ask levels into ``scratch[2]`` /
+    ``scratch[3]``; head = (bid count, ask count, start and end of the ``s`` text or -1, ``u`` or -1, index after
+    the object). Returns False when the bytes are outside the fast path (or ``scratch`` lacks room)."""
     n = buf.shape[0]
-    cap = n // 6 + 2
-    price_b = np.empty(cap)
-    qty_b = np.empty(cap)
-    price_a = np.empty(cap)
-    qty_a = np.empty(cap)
     nb = -1
     na = -1
+    s0 = -1
+    s1 = -1
+    u = -1
     i = _skip_ws_nb(buf, 0)
     if i >= n or buf[i] != 123:
-        return -1
+        return False
     i += 1
     while True:
         i = _skip_ws_nb(buf, i)
         if i >= n:
-            return -1
+            return False
         if buf[i] == 125:
             break
         if buf[i] == 44:
             i += 1
             continue
         if buf[i] != 34:
-            return -1
-        # Key: "b" and "a" are the levels; any other key's value is skipped.
+            return False
+        # Key: "b" and "a" are the levels, "s" the symbol, "u" the update id; any other key's value is skipped.
         key = 0
         if i + 2 < n and buf[i + 2] == 34:
             key = buf[i + 1]
@@ -274,48 +297,131 @@ def book_frame_rows_nb(buf, out, off, ts_exch, ts_local, update_id, snapshot, ti
             j += 1
         i = _skip_ws_nb(buf, j + 1)
         if i >= n or buf[i] != 58:
-            return -1
+            return False
         i = _skip_ws_nb(buf, i + 1)
         if key == 98:
-            i, nb = _levels_nb(buf, i, price_b, qty_b, 0)
+            i, nb = _levels_nb(buf, i, scratch[0], scratch[1], 0, res)
         elif key == 97:
-            i, na = _levels_nb(buf, i, price_a, qty_a, 0)
+            i, na = _levels_nb(buf, i, scratch[2], scratch[3], 0, res)
+        elif key == 115 and i < n and buf[i] == 34 and s0 < 0:  # "s": a plain string
+            s0 = i + 1
+            i = s0
+            while i < n and buf[i] != 34:
+                if buf[i] == 92 or buf[i] < 32 or buf[i] >= 128:
+                    return False
+                i += 1
+            s1 = i
+            i += 1
+        elif key == 117 and u < 0 and i < n and 48 <= buf[i] <= 57:  # "u": a plain integer
+            v = 0
+            k = 0
+            while i < n and 48 <= buf[i] <= 57:
+                v = v * 10 + (buf[i] - 48)
+                i += 1
+                k += 1
+            if k > 18:
+                return False
+            u = v
+        elif key == 115 or key == 117:
+            return False
         else:
             i = _skip_value_nb(buf, i)
         if i < 0:
-            return -1
-    nb = max(nb, 0)
-    na = max(na, 0)
-    extra = 1 if snapshot else 0
-    k = nb + na + extra
-    if off + k > out.shape[0]:
+            return False
+    head[0] = max(nb, 0)
+    head[1] = max(na, 0)
+    head[2] = s0
+    head[3] = s1
+    head[4] = u
+    head[5] = i + 1
+    return True
+
+
+@njit_no_refcount
+def book_level_rows_nb(out, off, ts_exch, ts_local, update_id, snapshot, tick_size, symbol_id, scratch, nb, na):
+    """Rows of the levels :func:`book_levels_nb` read into ``out[off:]``: CLEAR + SNAPSHOT rows when ``snapshot``
+    else DEPTH rows, bids then asks, the last kept row ``batch_end``, rows ingest would quarantine left out (as
+    :func:`append_rows_nb`). Returns the rows written, or -1 when ``out`` lacks room (nothing written)."""
+    if off + nb + na + 1 > out.shape[0]:
         return -1
-    kind = np.empty(k, np.uint8)
-    side = np.empty(k, np.int8)
-    price = np.empty(k)
-    qty = np.empty(k)
-    be = np.zeros(k, np.bool_)
-    lvl_kind = 4 if snapshot else 1
+    k = off
     if snapshot:
-        kind[0] = 3
-        side[0] = 0
-        price[0] = 0.0
-        qty[0] = 0.0
+        k = put_row_nb(out, k, ts_exch, ts_local, 3, 0, 0.0, 0.0, update_id, tick_size, symbol_id)
+    lvl_kind = 4 if snapshot else 1
     for j in range(nb):
-        kind[extra + j] = lvl_kind
-        side[extra + j] = 1
-        price[extra + j] = price_b[j]
-        qty[extra + j] = qty_b[j]
+        k = put_row_nb(out, k, ts_exch, ts_local, lvl_kind, 1, scratch[0, j], scratch[1, j], update_id, tick_size,
+                       symbol_id)
     for j in range(na):
-        kind[extra + nb + j] = lvl_kind
-        side[extra + nb + j] = -1
-        price[extra + nb + j] = price_a[j]
-        qty[extra + nb + j] = qty_a[j]
-    if k:
-        be[k - 1] = True
-    ts = np.full(1, ts_exch, np.int64)
-    uid = np.full(1, update_id, np.int64)
-    return append_rows_nb(out, off, ts, ts_local, kind, side, price, qty, uid, be, tick_size, symbol_id)
+        k = put_row_nb(out, k, ts_exch, ts_local, lvl_kind, -1, scratch[2, j], scratch[3, j], update_id, tick_size,
+                       symbol_id)
+    if k > off:
+        out[k - 1].batch_end = True
+    return k - off
+
+
+@njit(cache=True, error_model="numpy")
+def book_frame_rows_nb(buf, out, off, ts_exch, ts_local, update_id, snapshot, tick_size, symbol_id):
+    """Rows of one book frame's ``data`` bytes (:func:`book_levels_nb` then :func:`book_level_rows_nb`, with
+    its own scratch); returns the rows written, or -1 when the bytes are outside the fast path."""
+    scratch = np.empty((4, buf.shape[0] // 6 + 2))
+    head = np.zeros(6, np.int64)
+    if not book_levels_nb(buf, scratch, np.zeros(1), head):
+        return -1
+    return book_level_rows_nb(out, off, ts_exch, ts_local, update_id, snapshot, tick_size, symbol_id, scratch,
+                              head[0], head[1])
+
+
+#: Columns of the per-frame ``meta`` rows a batch frame kernel writes (int64): what the frame was (a venue's
+#: ``FAST_*`` code, or SLOW: the general decoder decides), its symbol, venue-specific values, its rows in the
+#: scratch rows.
+M_STATUS, M_SID, M_A, M_B, M_ROW0, M_NROW = range(6)
+#: ``meta[:, M_STATUS]`` of a frame the batch kernel left to the venue's general (per-frame) decoder.
+SLOW = 0
+
+
+@njit_no_refcount
+def commit_rows_nb(src, meta, keep, j0, j1, out, off):
+    """Copy the rows of frames ``j0 <= j < j1`` with ``keep[j]`` (uint8) (``meta[j, ROW0]``, ``meta[j, NROW]``: their
+    rows in ``src``) to ``out[off:]`` in frame order (room checked by the caller); returns the new row count."""
+    k = off
+    for j in range(j0, j1):
+        if keep[j]:
+            r0 = meta[j, M_ROW0]
+            for r in range(r0, r0 + meta[j, M_NROW]):
+                out[k] = src[r]
+                k += 1
+    return k
+
+
+
+
+class FrameBatch:
+    """Scratch of a venue's batch frame kernel: the frames' bytes joined, their offsets and receive times, the
+    rows they produce (committed to the session's :class:`EventBuffer` only where the sequence rules allow),
+    per-frame ``meta`` and the level scratch. Grows as needed; nothing is allocated per frame."""
+
+    def __init__(self):
+        self.rows = np.zeros(1 << 12, dtype=event_dtype)
+        self.meta = np.zeros((256, 6), dtype=np.int64)
+        self.levels = np.zeros((4, 1 << 12))
+        self.res = np.zeros(1)
+        self.head = np.zeros(6, dtype=np.int64)
+
+    def prepare(self, raws: list, ts: list) -> tuple:
+        """(bytes, frame ends, ts_local) arrays of ``raws`` (bytes) received at ``ts``; room for their rows."""
+        n = len(raws)
+        lens = list(map(len, raws))
+        joined = b"".join(raws)
+        both = np.array(list(accumulate(lens)) + ts, dtype=np.int64)
+        if len(self.meta) < n:
+            self.meta = np.zeros((max(n, 2 * len(self.meta)), 6), dtype=np.int64)
+        need = len(joined) // 6 + 2 * n + 2  # a level takes at least 7 bytes (``["1","1"]``), a frame adds a CLEAR
+        if len(self.rows) < need:
+            self.rows = np.zeros(max(need, 2 * len(self.rows)), dtype=event_dtype)
+        big = max(lens) // 6 + 2 if n else 2
+        if self.levels.shape[1] < big:
+            self.levels = np.zeros((4, max(big, 2 * self.levels.shape[1])))
+        return np.frombuffer(joined, dtype=np.uint8), both[:n], both[n:]
 
 
 def entry_point(dispatcher, *arg_types):

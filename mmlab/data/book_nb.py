@@ -79,7 +79,7 @@ def new_books(n_books: int, n_levels: int = 1 << 16) -> tuple[np.ndarray, np.nda
     return book, bid_qty, ask_qty
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _fit_center_nb(n_levels, base_tick, best_bid_tick, best_ask_tick, side, price_ticks):
     """Window center that keeps a new out-of-window level near the touch, or NO_ASK_TICK to drop the level.
 
@@ -107,7 +107,7 @@ def _fit_center_nb(n_levels, base_tick, best_bid_tick, best_ask_tick, side, pric
     return center
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
     """Apply one event row to book ``b``: DEPTH/SNAPSHOT set a level (qty <= 0 deletes), CLEAR resets; others ignored."""
     n = book[b].n_levels
@@ -228,7 +228,7 @@ def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
     keep = book.shape[0] + bid_qty.shape[0] + ask_qty.shape[0]  # noqa: F841
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def book_level_qty_nb(book, bid_qty, ask_qty, b, side, price_ticks):
     """Quantity resting at ``price_ticks`` on ``side`` of book ``b``; 0.0 if absent or outside the window."""
     q = 0.0
@@ -242,7 +242,7 @@ def book_level_qty_nb(book, bid_qty, ask_qty, b, side, price_ticks):
     return q
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def book_depth_nb(book, bid_qty, ask_qty, b, side, n, out_ticks, out_qty):
     """Write the top ``n`` levels of ``side`` (best first) into ``out_ticks``/``out_qty``; returns the count written."""
     m = min(n, len(out_ticks), len(out_qty))
@@ -271,7 +271,7 @@ def book_depth_nb(book, bid_qty, ask_qty, b, side, n, out_ticks, out_qty):
     return k
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def book_mid_ticks_nb(book, b):
     """(best_bid + best_ask) / 2 in ticks, nan when a side is empty."""
     bb = book[b].best_bid_tick

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -409,22 +409,39 @@ def exch_order(ev: np.ndarray) -> np.ndarray:
     return take_rows(ev, np.argsort(ev["ts_exch"], kind="stable"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReplayWindow:
     """What the simulator replays of a time window: the rows without BBO (informational, never applied).
+
+    The unit ``mmlab.sim.engine.simulate`` iterates over: store windows come from :func:`load_replay_window`,
+    in-memory event arrays are wrapped by :func:`replay_window`.
 
     Attributes
     ----------
     local : ``event_dtype`` rows in ts_local order (several symbols merged as :func:`load_events` does).
     exch : the same rows in exchange-time order (stable: ties keep their ``local`` order).
-    n_bbo : BBO rows of the window that were left out.
-    infos : the symbols (``symbol_id`` = position).
+    n_bbo : BBO rows of the window that were left out (a run's summary counts them in ``events_bbo_skipped``).
+    infos : the symbols (``symbol_id`` = position); empty when the rows came from an in-memory array.
     """
 
     local: np.ndarray
     exch: np.ndarray
     n_bbo: int
-    infos: list[SymbolInfo]
+    infos: list[SymbolInfo] = field(default_factory=list)
+
+
+def replay_window(ev: np.ndarray) -> ReplayWindow:
+    """The :class:`ReplayWindow` of an in-memory ``event_dtype`` array sorted by ts_local: its BBO rows left out
+    and counted, the rest in both orders (a filter and a stable sort by ts_exch, :func:`exch_order`).
+
+    >>> w = replay_window(load_events("data", "binance-usdm", ["BTCUSDT"])[0])  # doctest: +SKIP
+    """
+    if ev.dtype != event_dtype:
+        raise DataError(f"events must have mmlab.types.event_dtype, got {ev.dtype}")
+    bbo = ev["kind"] == Kind.BBO
+    n_bbo = int(bbo.sum())
+    local = ev[~bbo] if n_bbo else ev
+    return ReplayWindow(local=local, exch=exch_order(local), n_bbo=n_bbo)
 
 
 def load_replay_window(

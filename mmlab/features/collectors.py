@@ -24,8 +24,9 @@ sample. Rolling windows live in rings of :data:`~mmlab.types.COLLECTOR_RING_MAX`
 the ring is computed on the samples held and counted in ``window_overflows`` (a return whose reference sample
 has left the ring is NaN).
 
-:data:`METRICS` names the fields for live export (Prometheus gauges ``mm_symbol_*{symbol=...}``);
-:func:`metric_values` reads them. :func:`collector_tick_nb` gives the model's tick features of one decision tick
+:data:`METRICS` names the fields for live export (Prometheus gauges ``mm_symbol_*{symbol=...}``, help texts in
+:data:`METRIC_HELP`); :func:`metric_values` reads them. :func:`collectors_on_trades_nb` feeds the public trades of
+a block of event rows (the live runner's stream) to the collectors of their symbols. :func:`collector_tick_nb` gives the model's tick features of one decision tick
 (live) and :func:`tick_features_nb` of a series of ticks in one call (what :mod:`mmlab.ml.dataset` uses): the
 same kernel, so live rows equal training rows.
 
@@ -52,12 +53,14 @@ from mmlab.types import (
     COLLECTOR_DEPTHS,
     COLLECTOR_PENDING_MAX,
     COLLECTOR_RING_MAX,
+    Kind,
     collector_params_dtype,
     collector_state_dtype,
 )
 
 __all__ = [
     "METRICS",
+    "METRIC_HELP",
     "TICK_COLUMNS",
     "collector_init_nb",
     "collector_mid_sample_nb",
@@ -66,6 +69,7 @@ __all__ = [
     "collector_on_fill_nb",
     "collector_on_trade_nb",
     "collector_tick_nb",
+    "collectors_on_trades_nb",
     "metric_values",
     "new_collectors",
     "tick_features",
@@ -73,6 +77,7 @@ __all__ = [
 ]
 
 NS_PER_MS = 1_000_000
+_TRADE = int(Kind.TRADE)
 
 #: Live metric name -> (state field, index into an array field or -1). Exported per symbol as a gauge.
 METRICS = {
@@ -98,6 +103,32 @@ METRICS = {
     "mm_symbol_trade_flow_imbalance": ("trade_flow_imbalance", -1),
     "mm_symbol_ret_bps_short": ("ret_bps_short", -1),
     "mm_symbol_ret_bps_long": ("ret_bps_long", -1),
+}
+
+#: Help text of each :data:`METRICS` gauge (units in the name or here).
+METRIC_HELP = {
+    "mm_symbol_vol_realized": "EMA of the mid-return volatility over vol_window (bps per sample)",
+    "mm_symbol_liq_top_depth": "EMA of the touch quantity, bid + ask (base units)",
+    "mm_symbol_latency_p95": "EMA of the p95 of the last window_n latency samples (ms)",
+    "mm_symbol_pnl_dev": "EMA of equity change per traded notional minus the target (bps)",
+    "mm_symbol_fill_rate": "EMA of fills per decision over EMA of orders placed per decision",
+    "mm_symbol_taker_share": "EMA of the taker share of our fills",
+    "mm_symbol_queue_absorb_rate": "decayed traded quantity rate (base units per second)",
+    "mm_symbol_queue_eta_ms": "EMA of queue ahead / absorption rate (ms)",
+    "mm_symbol_slippage_bps": "EMA of fill price vs mid at send, positive = worse (bps)",
+    "mm_symbol_adverse_move_bps": "EMA of the worst mid move against a fill within adverse_horizon (bps)",
+    "mm_symbol_fills_total": "fills counted by the collector",
+    "mm_symbol_fills_maker": "maker fills counted by the collector",
+    "mm_symbol_fills_taker": "taker fills counted by the collector",
+    "mm_symbol_spread_ticks": "local book spread (ticks)",
+    "mm_symbol_imbalance_depth0": "book imbalance over depth_levels[0] levels (default 1)",
+    "mm_symbol_imbalance_depth1": "book imbalance over depth_levels[1] levels (default 5)",
+    "mm_symbol_imbalance_depth2": "book imbalance over depth_levels[2] levels (default 10)",
+    "mm_symbol_microprice_offset_ticks": "micro price minus mid (ticks)",
+    "mm_symbol_trade_flow": "decayed buy minus sell traded quantity rate (base units per second)",
+    "mm_symbol_trade_flow_imbalance": "(buy - sell) / (buy + sell) of the decayed trade rates",
+    "mm_symbol_ret_bps_short": "mid return over ret_short (bps)",
+    "mm_symbol_ret_bps_long": "mid return over ret_long (bps)",
 }
 
 #: Columns of :func:`tick_features_nb`'s output, in order.
@@ -374,6 +405,21 @@ def collector_on_decision_nb(p, s, now_ns, n_placed, latency_ns, queue_ahead_qty
         if traded_notional > 0.0:
             dev = (equity - s.equity0) / traded_notional * 1e4 - p.pnl_target_bps
             s.pnl_dev_bps = ema_nb(s.pnl_dev_bps, dev, p.alpha)
+
+
+@njit(cache=True, error_model="numpy")
+def collectors_on_trades_nb(params, state, ev, n):
+    """Every TRADE row of the event rows ``ev[:n]`` (``event_dtype``, ts_local order) into the collector of its
+    ``symbol_id`` (rows of symbols without a collector are skipped); returns the trades fed."""
+    k = 0
+    for j in range(n):
+        r = ev[j]
+        if r.kind == _TRADE:
+            i = np.int64(r.symbol_id)
+            if i < len(state):
+                collector_on_trade_nb(params[i], state[i], r.ts_local, np.int64(r.side), r.qty)
+                k += 1
+    return k
 
 
 @njit(cache=True, error_model="numpy")

@@ -163,18 +163,11 @@ def check_metrics(summary: dict, names) -> None:
 _LEAN_OK: dict = {}
 
 
-def _seg_inputs(seg) -> tuple[np.ndarray, int]:
-    """(events, BBO rows left out of them) of a segment's run: the prepared replay rows when it has them."""
-    if getattr(seg, "replay", None) is not None:
-        return seg.replay, int(seg.n_bbo)
-    return seg.events, 0
-
-
-def _add_bbo(result, n_bbo: int):
-    """Count the BBO rows the segment's replay left out, as a run on the raw events does."""
-    if n_bbo:
-        result.summary["events_bbo_skipped"] = int(result.summary.get("events_bbo_skipped") or 0) + n_bbo
-    return result
+def _seg_events(seg):
+    """What a segment's run replays: its prepared ``ReplayWindow`` (rows without BBO, their exchange-time order and
+    the BBO count, which the run's summary adds to ``events_bbo_skipped``) when it has one, else its events."""
+    replay = getattr(seg, "replay", None)
+    return replay if replay is not None else seg.events
 
 
 def run_segment(cfg, specs: list, seg):
@@ -185,7 +178,7 @@ def run_segment(cfg, specs: list, seg):
     from mmlab.sim.engine import check_batch_configs, run_backtest, run_backtest_batch
     from mmlab.sim.strategies import get_strategy
 
-    events, n_bbo = _seg_inputs(seg)
+    events = _seg_events(seg)
     key = (cfg.strategy.name, cfg.sim.latency_model, cfg.model.id, cfg.allocator.enabled)
     ok = _LEAN_OK.get(key)
     if ok is None:
@@ -196,9 +189,8 @@ def run_segment(cfg, specs: list, seg):
             ok = False
         _LEAN_OK[key] = ok
     if ok:
-        res = run_backtest_batch(cfg, [cfg], events=events, symbols=specs, decisions=False, frames=False)[0]
-        return _add_bbo(res, n_bbo)
-    return _add_bbo(run_backtest(cfg, events=events, symbols=specs), n_bbo)
+        return run_backtest_batch(cfg, [cfg], events=events, symbols=specs, decisions=False, frames=False)[0]
+    return run_backtest(cfg, events=events, symbols=specs)
 
 
 def evaluate(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dict], None] | None = None) -> Evaluation:
@@ -247,10 +239,8 @@ def evaluate_batch(cfgs: list, specs: list, segments: list, *,
         if not running:
             break
         t = time.perf_counter()
-        events, n_bbo = _seg_inputs(seg)
-        results = [_add_bbo(r, n_bbo) for r in run_backtest_batch(
-            cfgs[running[0]], [cfgs[i] for i in running], events=events, symbols=specs, decisions=False,
-            frames=False)]
+        results = run_backtest_batch(cfgs[running[0]], [cfgs[i] for i in running], events=_seg_events(seg),
+                                     symbols=specs, decisions=False, frames=False)
         dt = (time.perf_counter() - t) / len(running)
         combined: list = [None] * len(cfgs)
         for i, res in zip(running, results):

@@ -2,9 +2,10 @@
 
 Trials of one worker reuse the same event arrays: :func:`load_segments` keeps them in a process-level cache
 keyed by the ``[data]`` section, the split and the regime thresholds, so only the first trial reads parquet.
-Each segment carries its regime label (:mod:`mmlab.hpo.regimes`) and its replay arrays prepared once: the rows
-without BBO (informational, never applied) and their exchange-time order, registered with the engine, so a
-trial's backtest neither filters nor sorts the segment again (the results are those of the raw events).
+Each segment carries its regime label (:mod:`mmlab.hpo.regimes`) and its replay window prepared once
+(``mmlab.data.bridge.ReplayWindow``: the rows without BBO, informational and never applied, their exchange-time
+order and the BBO count), so a trial's backtest neither filters nor sorts the segment again (the results are
+those of the raw events).
 
 >>> from mmlab.config import load_config
 >>> specs, segs = load_segments(load_config("experiments/grid_btcusdt.toml"), None)  # doctest: +SKIP
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mmlab.data.bridge import ReplayWindow
 from mmlab.errors import DataError
 from mmlab.hpo.regimes import RegimeThresholds, classify_segments, segment_stats
 
@@ -39,30 +41,21 @@ class Segment:
     events: np.ndarray  # event_dtype, sorted by ts_local
     regime: str = "normal"
     stats: dict | None = None
-    replay: np.ndarray | None = None  # events without BBO rows (what the loop replays); None = use events
-    n_bbo: int = 0  # BBO rows left out of replay
+    replay: ReplayWindow | None = None  # what the loop replays (see prepare_replay); None = use events
 
     @property
-    def run_events(self) -> np.ndarray:
-        """The array to pass to ``run_backtest(events=...)``: the prepared replay rows when there are some (then
-        add ``n_bbo`` to the summary's ``events_bbo_skipped`` to equal a run on the raw events)."""
+    def run_events(self) -> np.ndarray | ReplayWindow:
+        """What to pass to ``run_backtest(events=...)``: the prepared replay window when there is one (its BBO
+        count goes into the summary's ``events_bbo_skipped``, as a run on the raw events counts them)."""
         return self.replay if self.replay is not None else self.events
 
 
 def prepare_replay(seg: Segment) -> Segment:
-    """Fill ``seg.replay`` / ``seg.n_bbo`` and register the replay rows' exchange-time order with the engine
-    (``mmlab.sim.engine._exch_order`` then hands it out instead of sorting each run)."""
-    from mmlab.data.bridge import exch_order
-    from mmlab.sim.engine import _register_exch_order
-    from mmlab.types import Kind
+    """Fill ``seg.replay`` with the ``ReplayWindow`` of ``seg.events`` (BBO rows left out and counted, the rest in
+    ts_local and in exchange-time order), so each run of the segment takes both from it instead of sorting."""
+    from mmlab.data.bridge import replay_window
 
-    ev = seg.events
-    bbo = ev["kind"] == Kind.BBO
-    n_bbo = int(np.count_nonzero(bbo))
-    replay = np.ascontiguousarray(ev[~bbo]) if n_bbo else ev
-    if len(replay):
-        _register_exch_order(replay, exch_order(replay))
-    seg.replay, seg.n_bbo = replay, n_bbo
+    seg.replay = replay_window(seg.events)
     return seg
 
 

@@ -30,17 +30,18 @@ class OnnxScorer:
     ----------
     model_dir : directory with ``model.onnx`` and ``model.json``.
     threads : intra-op threads of the single-row session (1: a tick's score never waits for a thread pool).
-    batch_threads : intra-op threads of :meth:`score_batch`; above 1 a second session is made whose threads
-        do not spin between calls (spinning only burns the CPU other work on the machine needs). Its scores
-        equal the single-row ones to float32 rounding only (threads sum parts of the trees of small batches),
-        so the backtest keeps 1: batch and row scores there are bit-identical.
+    batch_threads : threads of :meth:`score_batch`. Each scores its own chunks of rows with the single-threaded
+        session, so every row is summed by the same kernel in the same order as :meth:`score_row`: scores are
+        bit-identical for any ``batch_threads``. Idle workers block (no spinning CPU between calls).
 
     Notes
     -----
     Batch throughput is bound by the tree walk (``benchmarks/bench_ml.py`` prints it against LightGBM's own
     ``predict`` and a trivial ONNX model of the same input): float32 C-contiguous input is passed without a copy,
     the chunk size hardly matters from 8 k rows up, and graph optimization levels change nothing for a
-    tree ensemble.
+    tree ensemble. onnxruntime's own intra-op threads are not used for batches: with more trees than threads its
+    tree kernel splits the trees of every 128-row block between the threads (a synchronisation per block, and
+    partial sums that round differently from one thread's), while row chunks scale without either.
     """
 
     def __init__(self, model_dir: str | os.PathLike, *, threads: int = 1, batch_threads: int = 1) -> None:
@@ -61,8 +62,12 @@ class OnnxScorer:
         out_name = self.meta.get("output", "probabilities")
         self._col = int(self.meta.get("positive_class_column", 1))
         self._sess = ort.InferenceSession(str(onnx_path), _options(ort, threads), providers=["CPUExecutionProvider"])
-        self._batch_sess = self._sess if batch_threads == 1 else ort.InferenceSession(
-            str(onnx_path), _options(ort, batch_threads), providers=["CPUExecutionProvider"])
+        if int(batch_threads) < 1:
+            from mmlab.errors import ConfigError
+
+            raise ConfigError(f"batch_threads must be >= 1, got {batch_threads!r}")
+        self.batch_threads = int(batch_threads)
+        self._pool = None  # worker threads of score_batch, made on the first batch that uses them
         self._input = self._sess.get_inputs()[0].name
         self._outputs = [out_name]
         width = next(o.shape for o in self._sess.get_outputs() if o.name == out_name)[-1]
@@ -86,16 +91,38 @@ class OnnxScorer:
         return float(self._out[0, self._col])
 
     def score_batch(self, X, chunk_rows: int = 1 << 16) -> np.ndarray:
-        """Scores of the rows of ``X`` (n, len(features)) as float64; one onnxruntime call per chunk."""
+        """Scores of the rows of ``X`` (n, len(features)) as float64; one onnxruntime call per chunk of at most
+        ``chunk_rows`` rows, the chunks spread over ``batch_threads`` threads (onnxruntime releases the GIL)."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             from mmlab.errors import DataError
 
             raise DataError(f"score_batch expects shape (n, {len(self.features)}) for features {self.features}, got {X.shape}")
-        out = np.empty(len(X), dtype=np.float64)
-        for i in range(0, len(X), chunk_rows):
-            out[i:i + chunk_rows] = self._batch_sess.run(self._outputs, {self._input: X[i:i + chunk_rows]})[0][:, self._col]
+        n = len(X)
+        out = np.empty(n, dtype=np.float64)
+        workers = min(self.batch_threads, -(-n // _MIN_THREAD_ROWS))
+        if workers > 1:
+            chunk_rows = max(1, min(chunk_rows, -(-n // workers)))
+        starts = range(0, n, chunk_rows)
+
+        def run(i: int) -> None:
+            out[i:i + chunk_rows] = self._sess.run(self._outputs, {self._input: X[i:i + chunk_rows]})[0][:, self._col]
+
+        if workers <= 1:
+            for i in starts:
+                run(i)
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.batch_threads, thread_name_prefix="mmlab-score")
+            for f in [self._pool.submit(run, i) for i in starts]:
+                f.result()
         return out
+
+
+# Batches below this many rows per worker run on the calling thread (a hand-off costs more than it saves).
+_MIN_THREAD_ROWS = 4096
 
 
 def _options(ort, threads: int):

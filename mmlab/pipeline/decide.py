@@ -35,7 +35,7 @@ from mmlab.pipeline.spread import spread_nb, spread_on_trade_nb
 __all__ = ["decide_nb", "decision_reset_nb", "on_book_update_nb", "on_trade_nb", "pack_reasons_nb"]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def decision_reset_nb(out, now_ns):
     """Start a decision record: time stamp, and counts zeroed so a partial pipeline leaves no stale rows."""
     o = out
@@ -52,7 +52,7 @@ def decision_reset_nb(out, now_ns):
     o.widen_mult = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def decide_nb(now_ns, pipe, orders, n_orders, quotes, actions):
     """Run fetch_md, spread, guards, inventory, queue_aware and emit; returns the number of actions written."""
     out = pipe.out
@@ -70,20 +70,20 @@ def decide_nb(now_ns, pipe, orders, n_orders, quotes, actions):
     return out.n_actions
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_book_update_nb(pipe, ts_local_ns, ts_exch_ns, update_id, is_snapshot):
     """One applied book message (at its ``batch_end``): market-data status and sequence checks of fetch_md."""
     return md_on_book_update_nb(pipe.md, pipe.fetch_params, ts_local_ns, ts_exch_ns, update_id, is_snapshot)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_trade_nb(pipe, ts_local_ns, side, price_ticks, qty, best_bid_tick, best_ask_tick):
     """One public trade (aggressor ``side``, local time, book before the trade) for the spread estimators."""
     spread_on_trade_nb(pipe.spread_params, pipe.spread_state, ts_local_ns, side, price_ticks, qty, best_bid_tick,
                        best_ask_tick)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pack_reasons_nb(out):
     """The tick's reason codes in one int64, 8 bits each from the low end: fetch_md, spread, guards, inventory,
     queue_aware, emit, then the QuoteAction (``mmlab.pipeline_config.unpack_reasons`` splits it)."""

@@ -59,7 +59,7 @@ _REQ_NONE = int(RequestKind.NONE)
 _EMPTY_SIDE = 2**61
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _refill_nb(p, s, now_ns):
     if math.isinf(p.max_actions_per_s):
         return
@@ -70,7 +70,7 @@ def _refill_nb(p, s, now_ns):
     s.last_refill_ns = now_ns
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _take_token_nb(p, s, force):
     if math.isinf(p.max_actions_per_s):
         return True
@@ -80,13 +80,13 @@ def _take_token_nb(p, s, force):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _actionable_nb(w):
     """An order the venue can be asked to cancel/modify now: acknowledged, resting, no request in flight."""
     return (w.status == _ST_NEW or w.status == _ST_PARTIAL) and w.req == _REQ_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _quote_of_nb(q_match, nq, j):
     """Index of the quote working order ``j`` serves, -1 if none."""
     for i in range(nq):
@@ -100,7 +100,7 @@ def _quote_of_nb(q_match, nq, j):
 _MASK_BITS = 63
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _used_nb(used, q_match, nq, j):
     """Working order ``j`` already serves a quote (``used``: bit mask of orders 0..62)."""
     if j < _MASK_BITS:
@@ -108,7 +108,7 @@ def _used_nb(used, q_match, nq, j):
     return _quote_of_nb(q_match, nq, j) >= 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _bit_nb(j):
     """The ``used`` bit of working order ``j`` (0 beyond the mask)."""
     if j < _MASK_BITS:
@@ -116,7 +116,7 @@ def _bit_nb(j):
     return np.int64(0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_nb(actions, na, kind, order_id, side, price_ticks, qty, tif, flags, level):
     a = actions[na]
     a.kind = kind
@@ -129,7 +129,7 @@ def _write_nb(actions, na, kind, order_id, side, price_ticks, qty, tif, flags, l
     a.level = level
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
     """Stage 6: write the order actions that move the working orders to the desired quotes; returns an ``EmitReason``."""
     p = params
@@ -418,7 +418,7 @@ def emit_nb(now_ns, inp, orders, n_orders, params, state, out, quotes, actions):
     return reason
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _finish_nb(s, o, na, n_place, n_cancel, n_modify, deferred, reason):
     o.n_actions = na
     o.n_place = n_place

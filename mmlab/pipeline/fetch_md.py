@@ -55,7 +55,7 @@ _DEPTH_MISS = int(FetchReason.DEPTH_MISS)
 _EMPTY_SIDE = 2**61
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, is_snapshot):
     """Record one applied book message (call at its ``batch_end``); flags a gap/rewind per ``seq_check``.
 
@@ -82,7 +82,7 @@ def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, i
     return m.invalid
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def md_invalidate_nb(md, reason):
     """Invalidate the view until the next snapshot (e.g. on reconnect); ``reason`` is an ``MdInvalid``."""
     m = md
@@ -93,7 +93,7 @@ def md_invalidate_nb(md, reason):
         m.n_rewinds += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fetch_md_nb(now_ns, inp, md, params, state, out):
     """Stage 1: freshness, validity and depth of the book view at ``now_ns``; returns a ``FetchReason``."""
     p = params

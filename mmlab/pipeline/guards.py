@@ -54,7 +54,7 @@ _PRICING_WIDEN = 1
 _PRICING_SKIP = 2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def guards_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, params, state, out):
     """Stage 3: evaluate every guard; writes guard_mask/level/reason, allow_bid/ask, widen_mult, quote_action."""
     p = params

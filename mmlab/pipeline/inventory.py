@@ -46,7 +46,7 @@ _GUARD_SIDE = int(InventoryReason.GUARD_SIDE)
 _SIZE_ZERO = int(InventoryReason.SIZE_ZERO)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lot_floor_nb(qty, lot_step):
     """``qty`` rounded down to a multiple of ``lot_step`` (a relative 1e-9 slack absorbs float error: 0.3/0.1)."""
     if not lot_step > 0.0:
@@ -57,7 +57,7 @@ def lot_floor_nb(qty, lot_step):
     return n * lot_step
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _size_nb(p, base_qty, side_mult, price):
     """Size of one side: rounded down to the lot, 0.0 when below the venue minimum (never inflated)."""
     q = lot_floor_nb(base_qty * side_mult, p.lot_step)
@@ -68,7 +68,7 @@ def _size_nb(p, base_qty, side_mult, price):
     return q
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def inventory_nb(now_ns, inp, params, state, out, quotes):
     """Stage 4: build the desired quote ladder into ``quotes``; returns an ``InventoryReason``."""
     p = params

@@ -43,7 +43,7 @@ _DROPPED_ENTRY = int(QueueReason.DROPPED_ENTRY)
 _KEPT = int(QueueReason.KEPT)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fill_prob_nb(queue_ahead_qty, dist_ticks, flow_qty_per_s, horizon_s, k_per_tick):
     """``exp(-qa / (flow * H)) * exp(-k * dist)``; 0.0 when volume is needed and none flows."""
     depth_term = math.exp(-k_per_tick * dist_ticks) if dist_ticks > 0 else 1.0
@@ -55,7 +55,7 @@ def fill_prob_nb(queue_ahead_qty, dist_ticks, flow_qty_per_s, horizon_s, k_per_t
     return math.exp(-queue_ahead_qty / v) * depth_term
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _level_qty_nb(side, price, x, bid_ticks, bid_qty, ask_ticks, ask_qty):
     """Book quantity at ``price`` on ``side`` among the held levels."""
     if side == _BID:
@@ -63,7 +63,7 @@ def _level_qty_nb(side, price, x, bid_ticks, bid_qty, ask_ticks, ask_qty):
     return level_qty_at_nb(ask_ticks, ask_qty, x.n_ask_levels, price)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _used_nb(matched, nq, j):
     """Working order ``j`` already serves a quote."""
     for i in range(nq):
@@ -72,7 +72,7 @@ def _used_nb(matched, nq, j):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def queue_aware_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, orders, n_orders, params, state, out, quotes):
     """Stage 5: keep/drop decisions on the desired quotes against the working orders; returns a ``QueueReason``."""
     p = params

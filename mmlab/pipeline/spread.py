@@ -60,7 +60,7 @@ _PRICING_WIDEN = 1
 _PRICING_SKIP = 2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def spread_on_trade_nb(params, state, ts_local_ns, side, price_ticks, qty, best_bid_tick, best_ask_tick):
     """Feed one public trade (aggressor ``side``) seen at ``ts_local_ns``; the book is the one before the trade."""
     p = params
@@ -82,7 +82,7 @@ def spread_on_trade_nb(params, state, ts_local_ns, side, price_ticks, qty, best_
         )
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _calibrate_nb(p, s, now_ns):
     """Refit (A, k) from the trade ring at ``now_ns``; NaNs until ``intensity_min_trades`` trades are held."""
     if s.tr_count < p.intensity_min_trades or s.tr_count < 2:
@@ -94,7 +94,7 @@ def _calibrate_nb(p, s, now_ns):
     return intensity_fit_nb(s.tr_bucket_count, p.intensity_buckets, window_s)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def spread_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, params, state, out):
     """Stage 2: fair price, half spread, model skew and estimator outputs; returns a ``SpreadReason``."""
     p = params

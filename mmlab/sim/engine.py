@@ -21,7 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from mmlab.types import (
     symbol_params_dtype,
 )
 from mmlab.types import STAGE_TIMERS_MAX, decision_quote_dtype, decision_row_dtype
+
+if TYPE_CHECKING:
+    from mmlab.data.bridge import ReplayWindow
 
 INT64_MAX = np.iinfo(np.int64).max
 NS_PER_MS = 1_000_000
@@ -454,39 +457,18 @@ class _Collector:
         }
 
 
-#: Exchange-time orders of store windows computed by the bridge, by ``id`` of the local-order window array
-#: (each entry leaves with its array), so ``_exch_order`` hands them out instead of sorting again.
-_EXCH_ORDERED: dict[int, tuple[Any, np.ndarray]] = {}
-
-
-def _register_exch_order(local: np.ndarray, exch: np.ndarray) -> None:
-    """Remember ``exch`` as the exchange-time order of the window array ``local`` (until it is freed)."""
-    import weakref
-
-    key = id(local)
-    _EXCH_ORDERED[key] = (weakref.ref(local, lambda _ref, k=key: _EXCH_ORDERED.pop(k, None)), exch)
-
-
-def _exch_order(ev: np.ndarray) -> np.ndarray:
-    """Rows of a window in exchange-time order (stable by ts_exch): the bridge's cached order for store windows,
-    else a sort with whole-record copies."""
-    hit = _EXCH_ORDERED.get(id(ev))
-    if hit is not None and hit[0]() is ev:
-        return hit[1]
-    from mmlab.data.bridge import exch_order
-
-    return exch_order(ev)
-
-
 #: Local events per loop call when a progress callback is given (a few tens of ms of loop time).
 PROGRESS_EVENTS = 1 << 20
 
 
 def _progress_total(windows) -> int | None:
     """Replayed (non-BBO) events of a list of windows; None for an iterator (not known in advance)."""
+    from mmlab.data.bridge import ReplayWindow
+
     if not isinstance(windows, (list, tuple)):
         return None
-    return sum(int(np.count_nonzero(w["kind"] != Kind.BBO)) for w in windows if w is not None)
+    return sum(len(w.local) if isinstance(w, ReplayWindow) else int(np.count_nonzero(w["kind"] != Kind.BBO))
+               for w in windows if w is not None)
 
 
 def _progress_horizon(local_ev: np.ndarray, a, horizon: int, final: bool) -> tuple[int, bool]:
@@ -500,9 +482,11 @@ def _progress_horizon(local_ev: np.ndarray, a, horizon: int, final: bool) -> tup
 
 def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | None = None, strategy=None,
              batch_cfgs: list | None = None, progress=None) -> dict:
-    """Run the loop over ``windows`` (an iterable of ``event_dtype`` arrays, each sorted by ts_local, windows in
-    time order) and return the raw output arrays plus counters and timings. ``batch_cfgs``: run K parameter
-    sets in one pass (see :func:`new_sim_arrays`; :func:`split_batch` gives each set's own raw result).
+    """Run the loop over ``windows`` (an iterable of ``mmlab.data.bridge.ReplayWindow`` or of ``event_dtype``
+    arrays, each sorted by ts_local, windows in time order; an array is wrapped by ``bridge.replay_window``: its
+    BBO rows left out and counted, its exchange-time order sorted) and return the raw output arrays plus counters
+    and timings. ``batch_cfgs``: run K parameter sets in one pass (see :func:`new_sim_arrays`;
+    :func:`split_batch` gives each set's own raw result).
     ``progress(events_done, events_total)``: called after each return of the loop (then run in slices of
     ``PROGRESS_EVENTS`` local events, with the same result) with the events processed so far and the total
     (None unless ``windows`` is a list)."""
@@ -529,16 +513,16 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
     p_total = _progress_total(windows) if progress is not None else None
     while cur is not None:
         nxt = _next_nonempty(it, skipped)
-        n_rows += len(cur)
+        n_rows += len(cur.local)
         if prev_horizon is not None:
-            lo = min(int(cur["ts_local"].min()), int(cur["ts_exch"].min()))
+            lo = min(int(cur.local["ts_local"].min()), int(cur.local["ts_exch"].min()))
             if lo < prev_horizon:
                 raise DataError(
                     f"events at {lo} ns precede time already simulated ({prev_horizon} ns): feed latency exceeds "
                     "the replay window; use a longer window (run_backtest(..., window_ns=...))"
                 )
-        local_ev = np.concatenate([pending_local, cur]) if len(pending_local) else cur
-        exch_new = _exch_order(cur)
+        local_ev = np.concatenate([pending_local, cur.local]) if len(pending_local) else cur.local
+        exch_new = cur.exch
         if len(pending_exch):
             exch_ev = np.concatenate([pending_exch, exch_new])
             exch_ev = exch_ev[np.argsort(exch_ev["ts_exch"], kind="stable")]
@@ -551,7 +535,7 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
             a.rs["t0"] = t0
             a.rs["next_decision_ts"] = t0 + int(a.sp[0]["interval_ns"])
         final = nxt is None
-        horizon = INT64_MAX if final else min(int(nxt["ts_local"].min()), int(nxt["ts_exch"].min()))
+        horizon = INT64_MAX if final else min(int(nxt.local["ts_local"].min()), int(nxt.local["ts_exch"].min()))
         a.rs["i_local"] = 0
         a.rs["i_exch"] = 0
         if entry is None:
@@ -729,7 +713,7 @@ def split_batch(raw: dict, n_symbols: int, *, decisions: bool = True) -> list[di
     return out
 
 
-def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list | None = None,
+def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | ReplayWindow | list | None = None,
                        symbols: list[SymbolSpec] | None = None, window_ns: int | None = None,
                        latency_table: np.ndarray | None = None, strategy=None,
                        decisions: bool = True, frames: bool = True) -> list[BacktestResult]:
@@ -803,20 +787,21 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | list 
     return results
 
 
-def _next_nonempty(it, skipped: list) -> np.ndarray | None:
-    """Next window with replayable rows; BBO rows (informational, never applied) are dropped and counted."""
-    for ev in it:
-        if ev is None or not len(ev):
+def _next_nonempty(it, skipped: list) -> ReplayWindow | None:
+    """Next ``ReplayWindow`` with replayable rows (arrays are wrapped by ``bridge.replay_window``); the BBO rows
+    each window left out (informational, never applied) are added to ``skipped[0]``."""
+    from mmlab.data.bridge import ReplayWindow, replay_window
+
+    for w in it:
+        if w is None:
             continue
-        if ev.dtype != event_dtype:
-            raise DataError(f"events must have mmlab.types.event_dtype, got {ev.dtype}")
-        bbo = ev["kind"] == Kind.BBO
-        n_bbo = int(bbo.sum())
-        if n_bbo:
-            skipped[0] += n_bbo
-            ev = ev[~bbo]
-        if len(ev):
-            return ev
+        if not isinstance(w, ReplayWindow):
+            if not len(w):
+                continue
+            w = replay_window(w)
+        skipped[0] += w.n_bbo
+        if len(w.local):
+            return w
     return None
 
 
@@ -827,7 +812,8 @@ def _meta_hash(meta: dict) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterator[np.ndarray], dict]:
+def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterator[ReplayWindow], dict]:
+    """(specs, ``bridge.ReplayWindow`` iterator, provenance) of ``cfg.data``'s range (UTC days or ``window_ns``)."""
     from mmlab.data import bridge
 
     d = cfg.data
@@ -839,14 +825,10 @@ def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterat
     lo = min((s.get("ts_local_min") for s in spans if s.get("ts_local_min") is not None), default=None)
     hi = max((s.get("ts_local_max") for s in spans if s.get("ts_local_max") is not None), default=None)
     provenance = {f"{d.venue}/{i.symbol}": _meta_hash(i.meta) for i in infos}
-    specs = _StoreSpecs(specs)
 
-    def window(w0, w1) -> np.ndarray:
-        # The bridge drops BBO rows and gives the exchange-time order from its per-part cache.
-        w = bridge.load_replay_window(d.root, d.venue, list(d.symbols), w0, w1)
-        specs.bbo_rows += w.n_bbo
-        _register_exch_order(w.local, w.exch)
-        return w.local
+    def window(w0, w1):
+        # The bridge drops (and counts) BBO rows and gives the exchange-time order from its per-part cache.
+        return bridge.load_replay_window(d.root, d.venue, list(d.symbols), w0, w1)
 
     if lo is None or hi is None:
         # No span in the metadata: one window over the whole range.
@@ -866,13 +848,6 @@ def _store_windows(cfg, window_ns: int | None) -> tuple[list[SymbolSpec], Iterat
             w0 = w1
 
     return specs, gen(), provenance
-
-
-class _StoreSpecs(list):
-    """The symbol specs of a store run; ``bbo_rows`` counts the BBO rows its windows left out (the bridge drops
-    them before the replay), which the summary adds to ``events_bbo_skipped``."""
-
-    bbo_rows: int = 0
 
 
 # -------------------------------------------------------------------------------------------- result frames
@@ -1124,7 +1099,7 @@ def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict) -> dict:
     eta = labels.filter(~labels["censored"])["queue_eta_ms"].drop_nans().to_numpy() if n_sent else np.zeros(0)
     summary = {
         "events": int(raw["events"]),
-        "events_bbo_skipped": int(raw["events_bbo_skipped"]) + int(getattr(specs, "bbo_rows", 0)),
+        "events_bbo_skipped": int(raw["events_bbo_skipped"]),
         "wall_s": None,
         "loop_s": float(raw["loop_s"]),
         "jit_s": float(raw["jit_s"]),
@@ -1174,7 +1149,8 @@ def _equity_series(state) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- public API
 
 
-def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[SymbolSpec] | None = None,
+def run_backtest(cfg, *, events: np.ndarray | ReplayWindow | list | None = None,
+                 symbols: list[SymbolSpec] | None = None,
                  window_ns: int | None = None, latency_table: np.ndarray | None = None,
                  strategy=None, progress=None) -> BacktestResult:
     """Run the configured strategy over the configured data and return frames, summary and provenance.
@@ -1182,8 +1158,10 @@ def run_backtest(cfg, *, events: np.ndarray | list | None = None, symbols: list[
     Parameters
     ----------
     cfg : BacktestConfig
-    events : optional ``event_dtype`` array (or list of arrays = consecutive windows) to replay instead of the
-        store named by ``cfg.data``; then ``symbols`` must describe ``symbol_id`` 0, 1, ...
+    events : optional ``event_dtype`` array or ``mmlab.data.bridge.ReplayWindow`` (or a list of them =
+        consecutive windows) to replay instead of the store named by ``cfg.data``; then ``symbols`` must describe
+        ``symbol_id`` 0, 1, ... An array's BBO rows are left out and counted and its exchange-time order is sorted
+        per run; a ``ReplayWindow`` (``bridge.replay_window(ev)``, made once) carries both.
     symbols : list of :class:`SymbolSpec` for ``events``.
     window_ns : replay window length for store data (default: UTC days of local time).
     latency_table : int64 array (n, 3) of req_ts, exch_ts, resp_ts overriding ``cfg.sim.latency_table``.

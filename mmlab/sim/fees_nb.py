@@ -16,7 +16,7 @@ from mmlab.types import ContractType
 _INVERSE = int(ContractType.INVERSE)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def notional_nb(contract_type, contract_size, price, qty):
     """Notional of ``qty`` at ``price``: quote currency (linear) or base currency (inverse)."""
     if contract_type == _INVERSE:
@@ -24,7 +24,7 @@ def notional_nb(contract_type, contract_size, price, qty):
     return contract_size * price * qty
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def fee_nb(contract_type, contract_size, price, qty, maker, maker_fee, taker_fee):
     """Fee of one fill (negative = rebate), in the notional's currency."""
     amount = notional_nb(contract_type, contract_size, price, qty)
@@ -33,7 +33,7 @@ def fee_nb(contract_type, contract_size, price, qty, maker, maker_fee, taker_fee
     return amount * taker_fee
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def pnl_nb(contract_type, contract_size, balance, position, fees, mark_price):
     """Mark-to-market pnl net of fees: linear in quote, inverse in base."""
     if contract_type == _INVERSE:

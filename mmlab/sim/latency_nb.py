@@ -38,7 +38,7 @@ EXCH_TS = 1
 RESP_TS = 2
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def rng_next_u64_nb(rs):
     """splitmix64: advance ``rs[0].rng_state`` and return the next 64-bit output."""
     s = rs[0].rng_state + np.uint64(0x9E3779B97F4A7C15)
@@ -49,19 +49,19 @@ def rng_next_u64_nb(rs):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def rng_uniform_nb(rs):
     """Uniform float in [0, 1) from the run's generator (53 random bits)."""
     return np.float64(rng_next_u64_nb(rs) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _intp_nb(x, x1, y1, x2, y2):
     # Same arithmetic as hftbacktest's IntpOrderLatency (float slope, truncated toward zero).
     return np.int64((np.float64(y2 - y1) / np.float64(x2 - x1)) * np.float64(x - x1)) + y1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _table_latency_nb(table, rs, t, key_col, val_col, entry):
     n = table.shape[0]
     if t < table[0, key_col]:
@@ -87,7 +87,7 @@ def _table_latency_nb(table, rs, t, key_col, val_col, entry):
     return _intp_nb(t, x1, y1, x2, y2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _random_latency_nb(sp, rs, base_ns, t, may_start_shock):
     lat = np.float64(base_ns)
     if sp[0].jitter_ns > 0.0:
@@ -100,7 +100,7 @@ def _random_latency_nb(sp, rs, base_ns, t, may_start_shock):
     return np.int64(lat)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def entry_latency_nb(sp, rs, table, t_local, req_kind):
     """Latency (ns, >= 0) of a request of ``req_kind`` (RequestKind) sent at local time ``t_local``."""
     model = sp[0].latency_model
@@ -117,7 +117,7 @@ def entry_latency_nb(sp, rs, table, t_local, req_kind):
     return base
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def response_latency_nb(sp, rs, table, t_exch):
     """Latency (ns, >= 0) of a report the exchange sends at exchange time ``t_exch``."""
     model = sp[0].latency_model

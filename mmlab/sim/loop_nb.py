@@ -139,7 +139,7 @@ _RESPONSE_QUEUE_FULL = int(LoopStatus.RESPONSE_QUEUE_FULL)
 # ----------------------------------------------------------------------------------------------- small helpers
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 def _level_qty_nb(book, bid_qty, ask_qty, b, side, price_ticks):
     """book_level_qty_nb inlined into the hot loop (``book_dtype`` layout: index = price_ticks - base_tick)."""
     if not book[b].initialized:
@@ -152,7 +152,7 @@ def _level_qty_nb(book, bid_qty, ask_qty, b, side, price_ticks):
     return ask_qty[b, idx]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _mid_ticks_nb(book, b):
     bb = book[b].best_bid_tick
     ba = book[b].best_ask_tick
@@ -161,7 +161,7 @@ def _mid_ticks_nb(book, b):
     return 0.5 * (bb + ba)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _write_order_event_nb(oev, rs, orders, slot, ts_local, ts_exch, kind, price_ticks, qty, leaves_qty, reason,
                           mid_ticks, queue_ahead_qty):
     i = rs[0].n_order_event_rows
@@ -185,7 +185,7 @@ def _write_order_event_nb(oev, rs, orders, slot, ts_local, ts_exch, kind, price_
     rs[0].n_order_event_rows = i + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _write_local_reject_nb(oev, rs, ss, ts_local, symbol_id, action, kind, reason):
     """An action refused before it left the strategy (no order slot involved)."""
     i = rs[0].n_order_event_rows
@@ -209,31 +209,27 @@ def _write_local_reject_nb(oev, rs, ss, ts_local, symbol_id, action, kind, reaso
     rs[ss[symbol_id].group].n_local_rejects += 1
 
 
-@njit(cache=True, error_model="numpy")
-def _refresh_next_req_nb(rs, ss, req_ring):
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ring_head_ts_nb(ss, ring, requests):
+    """Earliest arrival time at the heads of the per-symbol message rings: the request rings (``requests``) or
+    the report rings; ``INT64_MAX`` when every ring is empty."""
     t = INT64_MAX
-    cap = req_ring.shape[1]
+    cap = ring.shape[1]
     for s in range(ss.shape[0]):
-        if ss[s].req_head < ss[s].req_tail:
-            ts = req_ring[s, ss[s].req_head % cap].ts
+        if requests:
+            head = ss[s].req_head
+            tail = ss[s].req_tail
+        else:
+            head = ss[s].resp_head
+            tail = ss[s].resp_tail
+        if head < tail:
+            ts = ring[s, head % cap].ts
             if ts < t:
                 t = ts
-    rs[0].next_req_ts = t
+    return t
 
 
-@njit(cache=True, error_model="numpy")
-def _refresh_next_resp_nb(rs, ss, resp_ring):
-    t = INT64_MAX
-    cap = resp_ring.shape[1]
-    for s in range(ss.shape[0]):
-        if ss[s].resp_head < ss[s].resp_tail:
-            ts = resp_ring[s, ss[s].resp_head % cap].ts
-            if ts < t:
-                t = ts
-    rs[0].next_resp_ts = t
-
-
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _list_remove_nb(lst, s, n, slot):
     """Remove ``slot`` from row ``s`` of a list keeping the order of the rest; returns the new count."""
     j = 0
@@ -246,7 +242,7 @@ def _list_remove_nb(lst, s, n, slot):
     return n - 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _refresh_exch_bounds_nb(orders, exch_list, ss, s):
     n_buy = 0
     n_sell = 0
@@ -273,7 +269,7 @@ def _refresh_exch_bounds_nb(orders, exch_list, ss, s):
     ss[s].max_sell_tick = max_sell
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_add_resting_nb(orders, exch_list, ss, s, slot):
     n = ss[s].n_exch
     exch_list[s, n] = slot
@@ -281,13 +277,13 @@ def _exch_add_resting_nb(orders, exch_list, ss, s, slot):
     _refresh_exch_bounds_nb(orders, exch_list, ss, s)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_remove_resting_nb(orders, exch_list, ss, s, slot):
     ss[s].n_exch = _list_remove_nb(exch_list, s, ss[s].n_exch, slot)
     _refresh_exch_bounds_nb(orders, exch_list, ss, s)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _maybe_free_slot_nb(orders, rs, slot):
     o = orders[slot]
     st = o.local_status
@@ -296,7 +292,7 @@ def _maybe_free_slot_nb(orders, rs, slot):
         rs[0].n_slots_used -= 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _alloc_slot_nb(orders, rs):
     n = orders.shape[0]
     h = rs[0].slot_hint
@@ -309,7 +305,7 @@ def _alloc_slot_nb(orders, rs):
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _alloc_batch_slot_nb(orders, rs, ss, s):
     """A parameter batch's slot for instance ``s``: the lowest free one of its own share of ``orders`` (its
     orders stay in a few hot cache lines; a run's results never depend on which slot an order gets)."""
@@ -325,7 +321,7 @@ def _alloc_batch_slot_nb(orders, rs, ss, s):
 # ------------------------------------------------------------------------------------------------ messaging
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _push_response_nb(sp, rs, ss, resp_ring, lat_table, orders, oev, book, s, slot, t_exch, kind, status, reason,
                       price_ticks, qty, leaves_qty, fee, maker, req_seq):
     """Queue a report to the strategy and log it as an order event; returns its arrival time (-1: queue full)."""
@@ -364,7 +360,7 @@ def _push_response_nb(sp, rs, ss, resp_ring, lat_table, orders, oev, book, s, sl
     return ts
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _push_request_nb(sp, rs, ss, req_ring, lat_table, orders, s, slot, t_local, kind, price_ticks, qty, req_seq):
     """Queue a request to the exchange; returns its arrival time (-1: queue full)."""
     cap = req_ring.shape[1]
@@ -397,7 +393,7 @@ def _push_request_nb(sp, rs, ss, req_ring, lat_table, orders, s, slot, t_local, 
 # ---------------------------------------------------------------------------------------------------- fills
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_fill_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, slot, t,
                   maker, price_ticks, qty, req_seq):
     """One fill at the exchange: order, exchange account, fill row and report. Returns False if the report queue is full."""
@@ -462,7 +458,7 @@ def _exch_fill_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _consumed_qty_nb(consumed, ss, s, side, price_ticks):
     for k in range(ss[s].n_consumed):
         c = consumed[s, k]
@@ -471,7 +467,7 @@ def _consumed_qty_nb(consumed, ss, s, side, price_ticks):
     return 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _consume_nb(consumed, ss, s, side, price_ticks, qty):
     n = ss[s].n_consumed
     for k in range(n):
@@ -487,7 +483,7 @@ def _consume_nb(consumed, ss, s, side, price_ticks, qty):
         ss[s].n_consumed = n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _forget_consumed_nb(consumed, ss, s, side, price_ticks):
     n = ss[s].n_consumed
     k = 0
@@ -502,7 +498,7 @@ def _forget_consumed_nb(consumed, ss, s, side, price_ticks):
     ss[s].n_consumed = n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed, oev,
              fills, s, slot, t, req_seq):
     """Execute an order that takes liquidity on arrival; its status afterwards says what is left."""
@@ -580,7 +576,7 @@ def _take_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid
 # --------------------------------------------------------------------------------------- exchange: requests
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_enter_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed,
                    oev, fills, s, slot, t, req_seq, accept_kind):
     """A new (or re-queued) order meets the book: rest, take, expire or reject. Returns False on a full queue."""
@@ -625,7 +621,7 @@ def _exch_enter_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, boo
                              _R_NONE, price, 0.0, o.exch_leaves_qty, 0.0, False, req_seq) >= 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_on_request_nb(sp, sym, rs, ss, orders, exch_list, req_ring, resp_ring, lat_table, book, bid_qty, ask_qty,
                         consumed, oev, fills, s, t):
     cap = req_ring.shape[1]
@@ -672,14 +668,14 @@ def _exch_on_request_nb(sp, sym, rs, ss, orders, exch_list, req_ring, resp_ring,
             ok = _push_response_nb(sp, rs, ss, resp_ring, lat_table, orders, oev, book, s, slot, t, _EV_MODIFIED,
                                    o.exch_status, _R_NONE, o.exch_price_ticks, 0.0, o.exch_leaves_qty, 0.0, False,
                                    req_seq) >= 0
-    _refresh_next_req_nb(rs, ss, req_ring)
+    rs[0].next_req_ts = _ring_head_ts_nb(ss, req_ring, True)
     return ok
 
 
 # ---------------------------------------------------------------------------------- exchange: market events
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _fill_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, t, side,
                      best_tick):
     """Resting orders of ``side`` the opposite best price has reached fill fully, at their price, as makers."""
@@ -703,7 +699,7 @@ def _fill_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, b
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, t, aggressor,
                       price_ticks, trade_qty):
     # A buyer-aggressor trade reaches resting sells at or below its price; a seller-aggressor trade, buys at or above.
@@ -752,7 +748,7 @@ def _exch_on_trade_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, t, bb0, ba0):
     """The best bid rose to / the best ask fell to resting orders of ours: they fill (after a depth update)."""
     bb1 = book[ss[s].book_id].best_bid_tick
@@ -768,7 +764,7 @@ def _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_on_depth_queue_nb(sp, orders, exch_list, ss, s, side, price_ticks, prev_qty, new_qty):
     model = sp[0].queue_model
     power = sp[0].queue_power
@@ -780,7 +776,7 @@ def _exch_on_depth_queue_nb(sp, orders, exch_list, ss, s, side, price_ticks, pre
             o.cum_trade_qty = cum
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _write_mid_nb(mids, rs, t, s, bb, ba):
     i = rs[0].n_mid_rows
     r = mids[i]
@@ -791,7 +787,7 @@ def _write_mid_nb(mids, rs, t, s, bb, ba):
     rs[0].n_mid_rows = i + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_on_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed,
                       oev, fills, mids, ev):
     s = np.int64(ev.symbol_id)
@@ -849,7 +845,7 @@ def _exch_on_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, 
 _AGG_MIN_BUY, _AGG_MAX_BUY, _AGG_MIN_SELL, _AGG_MAX_SELL, _AGG_CONSUMED = 0, 1, 2, 3, 4
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _batch_bounds_nb(ss, n_sym, agg):
     """Per symbol, the price range of the resting orders of all its instances and whether any of them holds
     consumed liquidity. Between request arrivals orders only leave (fills), so the ranges stay a superset."""
@@ -870,7 +866,21 @@ def _batch_bounds_nb(ss, n_sym, agg):
         agg[s, _AGG_CONSUMED] += ss[i].n_consumed
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _exch_batch_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills, s, n_sym,
+                           n_inst, t, bb0, ba0, bb1, ba1):
+    """The best prices of symbol ``s`` moved from (bb0, ba0) to (bb1, ba1): every instance of it whose resting
+    orders the new touch crosses fills them. Returns False when a report queue is full."""
+    for i in range(s, n_inst, n_sym):
+        if (bb1 > bb0 and ss[i].n_sell > 0 and ss[i].min_sell_tick <= bb1) or (
+                ba1 < ba0 and ss[i].n_buy > 0 and ss[i].max_buy_tick >= ba1):
+            if not _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev, fills,
+                                       i, t, bb0, ba0):
+                return False
+    return True
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty, ask_qty, consumed,
                          oev, fills, mids, ev, n_sym, n_inst, agg):
     """One market event at the exchange of a parameter batch: the symbol's book applies it once, then each
@@ -897,12 +907,9 @@ def _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_tabl
             if bb1 == bb0 and ba1 == ba0:
                 return True
             if (bb1 > bb0 and agg[s, _AGG_MIN_SELL] <= bb1) or (ba1 < ba0 and agg[s, _AGG_MAX_BUY] >= ba1):
-                for i in range(s, n_inst, n_sym):
-                    if (bb1 > bb0 and ss[i].n_sell > 0 and ss[i].min_sell_tick <= bb1) or (
-                            ba1 < ba0 and ss[i].n_buy > 0 and ss[i].max_buy_tick >= ba1):
-                        if not _exch_on_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book,
-                                                   oev, fills, i, t, bb0, ba0):
-                            return False
+                if not _exch_batch_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, oev,
+                                              fills, s, n_sym, n_inst, t, bb0, ba0, bb1, ba1):
+                    return False
             _write_mid_nb(mids, rs, t, s, bb1, ba1)
             return True
     if k == _TRADE:
@@ -962,7 +969,7 @@ def _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_tabl
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _finish_groups_nb(rs, ss, n_sym, t_dc, interval, t_market):
     """At a decision tick after the last market event: each parameter set without requests or reports in flight
     is done (its own run would have ended here) and gets its final time; returns the number still running."""
@@ -993,12 +1000,12 @@ def _finish_groups_nb(rs, ss, n_sym, t_dc, interval, t_market):
 # ------------------------------------------------------------------------------------------- local: reports
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _local_remove_nb(local_list, ss, s, slot):
     ss[s].n_local = _list_remove_nb(local_list, s, ss[s].n_local, slot)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s):
     cap = resp_ring.shape[1]
     m = resp_ring[s, ss[s].resp_head % cap]
@@ -1057,13 +1064,13 @@ def _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s):
     if st == _ST_FILLED or st == _ST_CANCELED or st == _ST_REJECTED or st == _ST_EXPIRED:
         _local_remove_nb(local_list, ss, s, slot)
         _maybe_free_slot_nb(orders, rs, slot)
-    _refresh_next_resp_nb(rs, ss, resp_ring)
+    rs[0].next_resp_ts = _ring_head_ts_nb(ss, resp_ring, False)
 
 
 # ------------------------------------------------------------------------------------------ local: actions
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _find_local_nb(orders, local_list, ss, s, order_id):
     for j in range(ss[s].n_local):
         slot = local_list[s, j]
@@ -1072,7 +1079,7 @@ def _find_local_nb(orders, local_list, ss, s, order_id):
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s, t, a, mid):
     kind = a.kind
     if kind == _PLACE:
@@ -1177,7 +1184,7 @@ def _apply_action_nb(sp, rs, ss, orders, local_list, req_ring, lat_table, oev, s
     _write_local_reject_nb(oev, rs, ss, t, s, a, _EV_REJECTED, _R_INVALID)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _build_view_nb(orders, local_list, ss, s, view):
     n = min(ss[s].n_local, view.shape[0])
     for j in range(n):
@@ -1199,7 +1206,7 @@ def _build_view_nb(orders, local_list, ss, s, view):
     return n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t, quotes, n_quotes, n_actions, n_working,
                     reason):
     n_sym = sp[0].n_symbols
@@ -1250,7 +1257,7 @@ def _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t, quote
     rs[0].n_state_rows = i + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t, quotes, n_quotes, actions,
                        n_actions, reason, tick_ns, timed, n_timers, ns_per_cycle):
     """One decisions row plus its desired quotes and emitted actions; collects the strategy's stage timers."""
@@ -1285,7 +1292,7 @@ def _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t
     rs[0].n_decision_action_rows = j + n_actions
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _fill_record_nb(fill_rec, m, o, s):
     """The fill row (``fill_dtype``) of fill report ``m`` of order slot ``o``, for the on_fill hook."""
     f = fill_rec[0]
@@ -1308,13 +1315,13 @@ def _fill_record_nb(fill_rec, m, o, s):
     f.maker = m.maker
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def noop_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state):
     """The on_event hook of strategies without one (never called: ``has_on_event`` is False)."""
     return
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def noop_on_fill_nb(symbol_id, now_ns, fill, params, state):
     """The on_fill hook of strategies without one (never called: ``has_on_fill`` is False)."""
     return
@@ -1404,9 +1411,45 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
             if batch:
                 _batch_bounds_nb(ss, n_sym, agg)
             while batch:
-                # A parameter batch: the book applies each event once, then every instance of its symbol.
-                ok = _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty,
-                                          ask_qty, consumed, oev, fills, mids, exch_ev[i_e], n_sym, n_inst, agg)
+                # A parameter batch: the book applies each event once, then every instance of its symbol. The
+                # common case (no instance's order near the event, no consumed liquidity) is handled inline: a
+                # call per event costs more than the book.
+                ev = exch_ev[i_e]
+                s = np.int64(ev.symbol_id)
+                k = ev.kind
+                if (k == _DEPTH or k == _SNAPSHOT) and agg[s, _AGG_CONSUMED] == 0:
+                    p = ev.price_ticks
+                    if ev.side == _BID:
+                        near = agg[s, _AGG_MIN_BUY] <= p and p <= agg[s, _AGG_MAX_BUY]
+                    else:
+                        near = agg[s, _AGG_MIN_SELL] <= p and p <= agg[s, _AGG_MAX_SELL]
+                    if not near:
+                        bb0 = book[s].best_bid_tick
+                        ba0 = book[s].best_ask_tick
+                        book_apply_nb(book, bid_qty, ask_qty, s, k, np.int64(ev.side), p, ev.qty)
+                        bb1 = book[s].best_bid_tick
+                        ba1 = book[s].best_ask_tick
+                        if bb1 != bb0 or ba1 != ba0:
+                            if (bb1 > bb0 and agg[s, _AGG_MIN_SELL] <= bb1) or (ba1 < ba0 and agg[s, _AGG_MAX_BUY] >= ba1):
+                                ok = _exch_batch_crossed_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table,
+                                                            book, oev, fills, s, n_sym, n_inst, ev.ts_exch, bb0, ba0,
+                                                            bb1, ba1)
+                            im = rs[0].n_mid_rows
+                            mr = mids[im]
+                            mr.ts_exch = ev.ts_exch
+                            mr.symbol_id = s
+                            mr.best_bid_ticks = bb1
+                            mr.best_ask_ticks = ba1
+                            rs[0].n_mid_rows = im + 1
+                    else:
+                        ok = _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book,
+                                                  bid_qty, ask_qty, consumed, oev, fills, mids, ev, n_sym, n_inst, agg)
+                elif k == _TRADE and ((ev.side == _BID and agg[s, _AGG_MIN_SELL] > ev.price_ticks) or (
+                        ev.side == _ASK and agg[s, _AGG_MAX_BUY] < ev.price_ticks)):
+                    pass
+                else:
+                    ok = _exch_batch_event_nb(sp, sym, rs, ss, orders, exch_list, resp_ring, lat_table, book, bid_qty,
+                                              ask_qty, consumed, oev, fills, mids, ev, n_sym, n_inst, agg)
                 i_e += 1
                 n_exch_events += 1
                 if not ok or i_e >= ne or rs[0].n_mid_rows >= mid_cap:

@@ -25,6 +25,10 @@ Balance and equity stay unknown (free balance unlimited: the notional cap applie
 directly, without hooks (``md.last_ts_exch_ns`` never set), the decision function keeps ``md`` from what the
 decisions see: the book counts as updated at the first decision whose top of book differs from the previous one.
 
+The decision function and both hooks, like the stages, are compiled without reference counting
+(``_nrt=False``: they allocate nothing, and the loop calls them through first-class function pointers with the
+book and strategy arrays, whose counting at each call would cost atomic instructions).
+
 On timed ticks (``pipeline.sample_stage_tracing``; the loop sets ``state[s, 0] = 1``) the stages run one by one
 between reads of the cycle counter and their cycles go to ``state[s, 1:7]`` (``STAGE_NAMES`` order), with the
 same result as ``decide_nb``.
@@ -77,7 +81,7 @@ N_STAGES = len(STAGE_NAMES)
 N_STATE = 1 + N_STAGES
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pipeline_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state):
     """Loop hook: book messages update fetch_md's status (at ``batch_end``), trades feed the spread estimators."""
     pipe = params[symbol_id]
@@ -91,7 +95,7 @@ def pipeline_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state
                              k == _SNAPSHOT or k == _CLEAR)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pipeline_on_fill_nb(symbol_id, now_ns, fill, params, state):
     """Loop hook: a fill report updates the position and its average entry price (quote currency)."""
     pipe = params[symbol_id]
@@ -111,7 +115,7 @@ def pipeline_on_fill_nb(symbol_id, now_ns, fill, params, state):
     x.entry_price = entry
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _decide_stages_nb(now_ns, pipe, orders, n_orders, quotes, actions, state, s, timed):
     """``decide_nb``'s six stages in order; on ``timed`` ticks the cycle counter is read between stages and the
     cycles go to ``state[s, 1:7]``. Returns the number of actions."""
@@ -144,7 +148,7 @@ def _decide_stages_nb(now_ns, pipe, orders, n_orders, quotes, actions, state, s,
     return out.n_actions
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _view_levels_nb(pipe, inferring):
     """Depth levels per side the stages read this tick: fetch_md's requested depth and the imbalance levels, plus
     the liquidity gate's levels when a reader of deeper held levels is on (the gate, queue_aware's level
@@ -159,7 +163,7 @@ def _view_levels_nb(pipe, inferring):
     return min(n, PIPELINE_DEPTH_MAX)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, position, orders, n_orders, params, state,
                            out_quotes, out_actions, out_n):
     """Strategy decision function running the pipeline record ``params[symbol_id]``; returns packed reasons."""

@@ -31,7 +31,7 @@ _LOG_PROB = int(QueueModelId.LOG_PROB)
 _LOG_PROB2 = int(QueueModelId.LOG_PROB2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def queue_prob_nb(model, power, front_qty, back_qty):
     """Probability that a cancellation at the level happened behind our order (inf -> 1; 0/0 gives nan)."""
     if model == _POWER_PROB:
@@ -53,13 +53,13 @@ def queue_prob_nb(model, power, front_qty, back_qty):
     return p
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def queue_on_trade_nb(front_qty, cum_trade_qty, trade_qty):
     """A trade of ``trade_qty`` at our price: returns (front_qty, cum_trade_qty)."""
     return front_qty - trade_qty, cum_trade_qty + trade_qty
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def queue_on_depth_nb(model, power, front_qty, cum_trade_qty, prev_qty, new_qty):
     """The level at our price changed from ``prev_qty`` to ``new_qty``: returns (front_qty, cum_trade_qty)."""
     if model == _RISK_AVERSE:
@@ -78,7 +78,7 @@ def queue_on_depth_nb(model, power, front_qty, cum_trade_qty, prev_qty, new_qty)
     return min(est, new_qty), 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def queue_exec_qty_nb(front_qty, lot_size):
     """Quantity executable now (a whole number of lots, >= 0) when trades went beyond our queue position."""
     # Halves round away from zero (hftbacktest's Rust ``round``), not to even.

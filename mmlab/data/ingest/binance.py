@@ -720,6 +720,39 @@ def _older_than_snapshot_nb(u, snap_lid, futures):
 # Book states of the sequencer.
 _NO_BOOK, _AWAIT_BRIDGE, _SYNCED, _LOST = 0, 1, 2, 3
 
+#: Verdicts of :func:`diff_verdict_nb` on one depth diff while a snapshot is known.
+DIFF_APPLY = 0  # apply it: the book is (or stays) synced at its u
+DIFF_STALE = 1  # the snapshot already covers it: drop it
+DIFF_GAP = 2  # it does not continue the book: the book is lost until a new snapshot
+
+
+@njit(cache=True)
+def diff_verdict_nb(state, snap_lid, prev_u, first_u, u, pu, futures):
+    """Binance's diff-depth sync rule for one diff (``U`` = first_u, ``u``, ``pu``) in book state ``state``
+    (_AWAIT_BRIDGE after a snapshot with ``lastUpdateId`` = snap_lid, else _SYNCED at ``prev_u``); returns
+    (DIFF_* verdict, expected, got). The one rule of the ingest sequencer and the live adapter."""
+    if state == _AWAIT_BRIDGE:
+        if _older_than_snapshot_nb(u, snap_lid, futures):
+            return DIFF_STALE, np.int64(0), np.int64(0)
+        expected = snap_lid if futures else snap_lid + 1
+        got = first_u
+        ok = got <= expected
+    elif futures:
+        expected = prev_u
+        got = pu
+        ok = got == expected
+    else:
+        expected = prev_u + 1
+        got = first_u
+        ok = got == expected
+    return (DIFF_APPLY if ok else DIFF_GAP), np.int64(expected), np.int64(got)
+
+
+@njit(cache=True)
+def snapshot_is_old_nb(state, last_update_id, prev_u):
+    """True if a REST snapshot is not newer than a synced book (dropped: the book keeps its diffs)."""
+    return state == _SYNCED and last_update_id <= prev_u
+
 
 @_njit_no_refcount
 def _depth_nb(t, msgs, idx, levels, futures, ts_local, applied_status, state, snap_lid, prev_u, n_gaps, n_pending,
@@ -727,22 +760,11 @@ def _depth_nb(t, msgs, idx, levels, futures, ts_local, applied_status, state, sn
               out_update_id, out_batch_end, n_out):
     """One depth diff (position t) while a snapshot is known (_AWAIT_BRIDGE or _SYNCED); returns updated state."""
     m = msgs[idx[t]]
-    if state == _AWAIT_BRIDGE:
-        if _older_than_snapshot_nb(m["u"], snap_lid, futures):
-            seq[t]["status"] = MsgStatus.STALE
-            return n_out, state, prev_u, n_gaps, n_pending, unsync_gap
-        expected = snap_lid if futures else snap_lid + 1
-        got = m["U"]
-        ok = got <= expected
-    elif futures:
-        expected = prev_u
-        got = m["pu"]
-        ok = got == expected
-    else:
-        expected = prev_u + 1
-        got = m["U"]
-        ok = got == expected
-    if not ok:
+    verdict, expected, got = diff_verdict_nb(state, snap_lid, prev_u, m["U"], m["u"], m["pu"], futures)
+    if verdict == DIFF_STALE:
+        seq[t]["status"] = MsgStatus.STALE
+        return n_out, state, prev_u, n_gaps, n_pending, unsync_gap
+    if verdict == DIFF_GAP:
         gaps[n_gaps]["msg"] = t
         gaps[n_gaps]["expected"] = expected
         gaps[n_gaps]["got"] = got
@@ -847,7 +869,7 @@ def _sequence_nb(msgs, idx, levels, futures, seq, gaps, pending,
                 out_qty, out_update_id, out_batch_end, n_out)
         elif kind == MsgKind.SNAPSHOT:
             lid = m["last_update_id"]
-            if state == _SYNCED and lid <= prev_u:
+            if snapshot_is_old_nb(state, lid, prev_u):
                 seq[t]["status"] = MsgStatus.OLD_SNAPSHOT
                 continue
             if m["E_ms"] >= 0:

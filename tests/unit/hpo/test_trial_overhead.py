@@ -50,12 +50,29 @@ def test_segments_carry_their_replay_rows_and_exchange_order(btc_store):
     _, segs = seg_mod.load_segments(sc.base_config(), sc.segment_ns, cache=False)
     for seg in segs:
         n_bbo = int((seg.events["kind"] == Kind.BBO).sum())
-        assert seg.n_bbo == n_bbo and len(seg.replay) == len(seg.events) - n_bbo
-        assert not (seg.replay["kind"] == Kind.BBO).any()
-        assert np.array_equal(seg.replay, seg.events[seg.events["kind"] != Kind.BBO])
-        ex = engine._exch_order(seg.replay)
-        assert ex is engine._exch_order(seg.replay)  # registered, not sorted again
-        assert np.all(np.diff(ex["ts_exch"]) >= 0)
+        local, ex = seg.replay.local, seg.replay.exch
+        assert seg.replay.n_bbo == n_bbo and len(local) == len(seg.events) - n_bbo
+        assert not (local["kind"] == Kind.BBO).any()
+        assert np.array_equal(local, seg.events[seg.events["kind"] != Kind.BBO])
+        assert np.array_equal(ex, local[np.argsort(local["ts_exch"], kind="stable")])
+        assert seg.run_events is seg.replay
+
+
+def test_trial_runs_take_the_exchange_order_from_the_segment(btc_store, monkeypatch):
+    from mmlab.data import bridge
+
+    sc = parse_study(study_dict(btc_store))
+    cfg = sc.trial_config({"strategy.half_spread_ticks": 1.0, "strategy.grid_num": 2})
+    specs, segs = seg_mod.load_segments(cfg, sc.segment_ns)
+    want = run_backtest(cfg, events=segs[0].events, symbols=specs).summary
+
+    def no_sort(_ev):
+        raise AssertionError("the segment's exchange-time order was sorted again")
+
+    monkeypatch.setattr(bridge, "exch_order", no_sort)
+    _same_summary(run_segment(cfg, specs, segs[0]).summary, want)
+    (got,) = evaluate_batch([cfg], specs, segs[:1])
+    assert got.summary["events_bbo_skipped"] == want["events_bbo_skipped"] == segs[0].replay.n_bbo > 0
 
 
 def test_trial_runs_equal_plain_runs_on_the_raw_events(btc_store):

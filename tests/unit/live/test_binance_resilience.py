@@ -1,18 +1,17 @@
-"""Binance USD-M resilience against a local venue (real websocket and HTTP over loopback) that keeps a current
-order book and answers ``GET /fapi/v1/depth`` with it, as Binance does: a dropped diff (``pu`` break) ->
-REST re-snapshot and no quoting until the book is consistent; the server dropping the connection -> reconnect,
-resubscribe and a fresh snapshot."""
+"""Binance USD-M resilience against a local venue (``live.replay.BinanceReplayVenue(current_book=True)``: real
+websocket and HTTP over loopback) that keeps a current order book and answers ``GET /fapi/v1/depth`` with it, as
+Binance does: a dropped diff (``pu`` break) -> REST re-snapshot and no quoting until the book is consistent; the
+server dropping the connection -> reconnect, resubscribe and a fresh snapshot."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import polars as pl
 import pytest
 
-from live.replay import _BN_TS, BinanceReplayVenue, load_timestamped
+from live.replay import BinanceReplayVenue, load_timestamped
 
 CONFIG = {
     "data": {"venue": "binance-usdm", "symbols": ["BTCUSDT"]},
@@ -21,89 +20,6 @@ CONFIG = {
              "stale_ms": 20000.0, "step_ms": 10.0, "backoff_initial_s": 0.05, "backoff_max_s": 0.4,
              "tick_sizes": {"BTCUSDT": 0.1}, "lot_sizes": {"BTCUSDT": 0.001}},
 }
-
-
-class CurrentBookVenue(BinanceReplayVenue):
-    """The replay venue with a book kept current from the diffs it replays (REST snapshots are answered from
-    it, not from the capture's first snapshot), plus faults: ``drop_depth`` diffs are applied to the venue's
-    book but not sent (a gap for the client); ``close_after`` frames, the connection is closed once."""
-
-    def __init__(self, rec, *, drop_depth=(), close_after=None, snapshot_delay_s=0.0, **kw):
-        super().__init__(rec, **kw)
-        self.snapshot_delay_s = snapshot_delay_s
-        snap = json.loads(rec.instruments[0])
-        self.bids = {p: q for p, q in snap["bids"]}
-        self.asks = {p: q for p, q in snap["asks"]}
-        self.last_u = int(snap["lastUpdateId"])
-        self.drop_depth = set(drop_depth)
-        self.close_after = close_after
-        self.n_depth = 0
-        self.snapshots_served: list[int] = []  # lastUpdateId of each REST snapshot
-
-    async def _http(self, connection, request):
-        if not request.path.startswith("/fapi/v1/depth"):
-            return super()._http(connection, request)
-        from websockets.datastructures import Headers
-        from websockets.http11 import Response
-
-        if self.snapshot_delay_s and self.snapshots_served:  # re-syncs take a while (the book stays invalid)
-            await asyncio.sleep(self.snapshot_delay_s)
-        now = int(time.time() * 1000)
-        doc = {"lastUpdateId": self.last_u, "E": now, "T": now,
-               "bids": sorted(([p, q] for p, q in self.bids.items()), key=lambda x: -float(x[0]))[:1000],
-               "asks": sorted(([p, q] for p, q in self.asks.items()), key=lambda x: float(x[0]))[:1000]}
-        self.snapshots_served.append(self.last_u)
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        return Response(200, "OK", Headers([("Content-Type", "application/json"),
-                                            ("Content-Length", str(len(body)))]), body)
-
-    def _apply(self, frame: bytes) -> None:
-        d = json.loads(frame)["data"]
-        if int(d["u"]) <= self.last_u:
-            return
-        for side, book in (("b", self.bids), ("a", self.asks)):
-            for p, q in d[side]:
-                if float(q) == 0.0:
-                    book.pop(p, None)
-                else:
-                    book[p] = q
-        self.last_u = int(d["u"])
-
-    async def _handler(self, ws) -> None:
-        self.connections += 1
-        q = ws.request.path.split("streams=", 1)[-1] if "streams=" in ws.request.path else ""
-        wanted = set(q.split("/")) if q else set()
-        try:
-            t_wall0, t_rec0 = time.perf_counter(), None
-            while self.pos < len(self.rec.frames):
-                i = self.pos
-                self.pos += 1
-                if self._streams[i] not in wanted:
-                    continue
-                if self.speed > 0:
-                    if t_rec0 is None:
-                        t_rec0 = self.rec.local_ns[i]
-                    wait = (self.rec.local_ns[i] - t_rec0) / 1e9 / self.speed - (time.perf_counter() - t_wall0)
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                frame = self.rec.frames[i]
-                if b"depthUpdate" in frame[:80]:
-                    self._apply(frame)
-                    k = self.n_depth
-                    self.n_depth += 1
-                    if k in self.drop_depth:
-                        continue
-                now_ms = b"%d" % int(time.time() * 1000)
-                await ws.send(_BN_TS.sub(lambda m, now_ms=now_ms: b'"' + m.group(1) + b'":' + now_ms, frame).decode())
-                self.sent += 1
-                if self.close_after is not None and self.sent >= self.close_after:
-                    self.close_after = None
-                    await ws.close()
-                    return
-            self.done.set()
-            await self._stop.wait()
-        except Exception:  # noqa: BLE001, S110 - a client going away ends its connection
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +32,8 @@ def _session(rec, tmp_path, duration_s: float, **venue_kw):
     from mmlab.config import load_config
 
     async def main():
-        v = await CurrentBookVenue(rec, sizes={"BTCUSDT": {"tick_size": 0.1, "lot_size": 0.001}}, speed=6.0,
-                                   **venue_kw).start()
+        v = await BinanceReplayVenue(rec, sizes={"BTCUSDT": {"tick_size": 0.1, "lot_size": 0.001}}, speed=6.0,
+                                     current_book=True, **venue_kw).start()
         raw = json.loads(json.dumps(CONFIG))
         raw["live"].update({"ws_url": v.url, "rest_url": v.rest_url})
         r = LiveRunner(load_config(raw), out_dir=tmp_path / "out")

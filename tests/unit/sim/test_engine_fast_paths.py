@@ -1,7 +1,8 @@
 """The engine's fast paths give the same results as the plain numpy ones.
 
-Store runs take BBO-free windows and their exchange-time order from the bridge's per-part cache; in-memory runs
-filter and sort inside ``simulate``. Result frames are built with polars gathers and one pass over the order
+Store runs take BBO-free windows and their exchange-time order from the bridge's per-part cache (a
+``bridge.ReplayWindow`` per window); in-memory arrays are wrapped the same way (filtered and sorted) inside
+``simulate``. Result frames are built with polars gathers and one pass over the order
 events. Each is checked against the straightforward computation.
 """
 
@@ -12,8 +13,10 @@ import pytest
 from mmlab.config import load_config
 from mmlab.data import bridge
 from mmlab.data.synth import synth
+from mmlab.errors import DataError
 from mmlab.sim import engine as E
 from mmlab.types import (
+    Kind,
     OrderEventKind,
     OrderType,
     RejectReason,
@@ -59,22 +62,47 @@ def test_store_windows_equal_an_in_memory_replay_of_the_same_rows(store, symbols
     _same_run(from_store, in_memory)
 
 
-def test_exch_order_uses_the_registered_order_only_for_that_array():
-    rng = np.random.default_rng(1)
-    ev = np.zeros(1000, dtype=event_dtype)
-    ev["ts_local"] = np.arange(1000) * 10
-    ev["ts_exch"] = ev["ts_local"] - rng.integers(0, 200, 1000)
-    ev["price_ticks"] = rng.integers(0, 100, 1000)
-    want = ev[np.argsort(ev["ts_exch"], kind="stable")]
-    np.testing.assert_array_equal(E._exch_order(ev), want)
-    marker = want.copy()
-    E._register_exch_order(ev, marker)
-    assert E._exch_order(ev) is marker
-    other = ev.copy()
-    np.testing.assert_array_equal(E._exch_order(other), want)
-    key = id(ev)
-    del ev
-    assert key not in E._EXCH_ORDERED  # the entry leaves with its array
+def _raw_events(n=3000, seed=1):
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, dtype=event_dtype)
+    ev["ts_local"] = np.arange(n) * 1_000_000
+    ev["ts_exch"] = ev["ts_local"] - rng.integers(0, 200, n) * 10_000
+    return ev
+
+
+def test_replay_windows_carry_their_order_and_bbo_count_into_the_run(store, monkeypatch):
+    cfg = _cfg(store, ("SYNTHUSDT",))
+    ev, infos = bridge.load_events(store, "binance-usdm", ["SYNTHUSDT"])  # BBO rows included
+    specs = [E.SymbolSpec(i.symbol, i.tick_size, i.lot_size) for i in infos]
+    cut = len(ev) // 2
+    parts = [ev[:cut].copy(), ev[cut:].copy()]
+    plain = E.run_backtest(cfg, events=parts, symbols=specs)
+    windows = [bridge.replay_window(p) for p in parts]
+    assert sum(w.n_bbo for w in windows) == plain.summary["events_bbo_skipped"] > 0
+
+    def no_sort(_ev):
+        raise AssertionError("a ReplayWindow's exchange-time order was sorted again")
+
+    monkeypatch.setattr(bridge, "exch_order", no_sort)
+    _same_run(E.run_backtest(cfg, events=windows, symbols=specs), plain)
+    (batch,) = E.run_backtest_batch(cfg, [cfg], events=windows[0], symbols=specs)
+    assert batch.summary["events_bbo_skipped"] == windows[0].n_bbo
+    with pytest.raises(AssertionError, match="sorted again"):  # a plain array is still sorted per run
+        E.run_backtest(cfg, events=parts[0], symbols=specs)
+
+
+def test_plain_event_arrays_are_wrapped_per_window():
+    ev = _raw_events()
+    ev["kind"][::7] = Kind.BBO
+    specs = [E.SymbolSpec("X", 0.1, 0.001)]
+    it = iter([None, ev[:0], ev[:7].copy(), ev])
+    skipped = [0]
+    w = E._next_nonempty(it, skipped)
+    assert isinstance(w, bridge.ReplayWindow) and skipped == [1] and len(w.local) == 6
+    np.testing.assert_array_equal(w.exch, w.local[np.argsort(w.local["ts_exch"], kind="stable")])
+    assert E._progress_total([ev, bridge.replay_window(ev)]) == 2 * int((ev["kind"] != Kind.BBO).sum())
+    with pytest.raises(DataError, match="event_dtype"):
+        E.run_backtest(_cfg(".", ("X",)), events=np.zeros(3, dtype=[("a", "i8")]), symbols=specs)
 
 
 @pytest.mark.parametrize("enum", [OrderEventKind, RejectReason, OrderType, TimeInForce])

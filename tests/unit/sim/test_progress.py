@@ -51,7 +51,7 @@ def test_sliced_run_with_progress_equals_the_plain_run(store, monkeypatch):
 def test_progress_total_is_known_for_in_memory_events(store, monkeypatch):
     cfg = _cfg(store)
     specs, windows, _ = engine._store_windows(cfg, None)
-    events = [w.copy() for w in windows]
+    events = [w.local.copy() for w in windows]  # BBO-free event arrays
     monkeypatch.setattr(engine, "PROGRESS_EVENTS", 4096)
     calls = []
     res = run_backtest(cfg, events=events, symbols=list(specs), progress=lambda d, t: calls.append((d, t)))
