@@ -43,7 +43,7 @@ GRID_NO_BOOK = 1  # a side of the local book is empty: no quotes, working orders
 GRID_TRUNCATED = 2  # an output buffer was too small
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _has_quote(out_quotes, n_quotes, side, price_ticks):
     for k in range(n_quotes):
         if out_quotes[k].side == side and out_quotes[k].price_ticks == price_ticks:
@@ -51,7 +51,7 @@ def _has_quote(out_quotes, n_quotes, side, price_ticks):
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, _nrt=False, error_model="numpy")
 def grid_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, position, orders, n_orders, params, state,
                    out_quotes, out_actions, out_n):
     """Desired grid quotes and the cancel/place actions reaching them; returns a reason code."""
