@@ -41,7 +41,7 @@ MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
 
 
 #: Default of :attr:`PaperExchange.max_pending_rows`.
-MAX_PENDING_ROWS = 4096
+MAX_PENDING_ROWS = 512
 
 _RAW = np.dtype((np.void, event_dtype.itemsize))
 _BBO = int(Kind.BBO)
@@ -86,6 +86,22 @@ class _Rows:
     def replace(self, rows: np.ndarray) -> None:
         self.n = 0
         self.extend(rows)
+
+
+@njit(cache=True)
+def exch_sort_nb(raw, ts, n):
+    """Sort the rows ``raw[:n]`` (a uint8 [rows, row bytes] view of the queue) in place, stably by ``ts[:n]``
+    (their ts_exch); a no-op when already in order (the usual case: rows carried from the last call are sorted
+    and new ones mostly follow)."""
+    for i in range(1, n):
+        if ts[i] < ts[i - 1]:
+            break
+    else:
+        return
+    order = np.argsort(ts[:n], kind="mergesort")
+    tmp = raw[:n].copy()
+    for i in range(n):
+        raw[i, :] = tmp[order[i], :]
 
 
 @njit(cache=True)
@@ -148,6 +164,7 @@ class PaperExchange:
         self.entry = None
         self._step_call = None
         self._next_idx = None  # int64 offsets of the next_* arrival times in the run state (set by warm())
+        self._flush_idx = None  # (output name, buffer, int64 offset of its row counter) (set by warm())
         self._queue_call = None  # compiled queue_rows_nb entry (set by warm())
         self._local = _Rows()  # received, not yet processed: ts_local order
         self._exch = _Rows()  # the same rows: carried ones in ts_exch order, then the new ones
@@ -178,6 +195,8 @@ class PaperExchange:
             self.entry(e, e, 0, False, *self.a.state_args(), self.strategy.decide, *self.a.out_args())
             self._bind()
             self._bind_step(e)
+            xq = self._exch
+            exch_sort_nb(xq.ev.view(np.uint8).reshape(len(xq.ev), -1), xq.ev["ts_exch"], 0)  # (loads the kernel)
             _touch(self.a.state_args() + self.a.out_args())
             self.jit_s += time.perf_counter() - t
 
@@ -202,6 +221,15 @@ class PaperExchange:
         self._counters = rs.view(np.int64)
         self._count_idx = np.array([rs.dtype.fields[k][1] // 8 for k in rs.dtype.names
                                     if k.startswith("n_") and k.endswith("_rows")], dtype=np.int64)
+        a = self.a
+        bufs = {"fills": (a.fills, "n_fill_rows"), "oev": (a.oev, "n_order_event_rows"),
+                "states": (a.states, "n_state_rows"), "decisions": (a.decisions, "n_decision_rows"),
+                "dec_quotes": (a.dec_quotes, "n_decision_quote_rows"),
+                "dec_actions": (a.dec_actions, "n_decision_action_rows")}
+        self._flush_idx = None
+        if set(bufs) == set(OUTPUTS) and all(rs.dtype.fields[k][0] == np.int64 and rs.dtype.fields[k][1] % 8 == 0
+                                             for _, k in bufs.values()):
+            self._flush_idx = tuple((name, buf, rs.dtype.fields[k][1] // 8) for name, (buf, k) in bufs.items())
         # The three arrival times due() compares, read from the same int64 view (one record field read ~1 us).
         f = rs.dtype.fields
         names = ("next_decision_ts", "next_req_ts", "next_resp_ts")
@@ -329,10 +357,10 @@ class PaperExchange:
             a.rs["next_decision_ts"] = t0 + int(a.sp[0]["interval_ns"])
             self.started = True
         self.warm()
-        # Exchange order: rows carried from the last call first, then the new ones, stable by ts_exch.
-        exch_rows = self._exch.view()
-        order = np.argsort(exch_rows["ts_exch"], kind="stable")
-        exch_ev = self._exch.raw[: self._exch.n][order].view(event_dtype)  # rows moved as bytes
+        # Exchange order: rows carried from the last call first, then the new ones, stable by ts_exch (in place).
+        xq = self._exch
+        exch_sort_nb(xq.ev.view(np.uint8).reshape(len(xq.ev), -1), xq.ev["ts_exch"], xq.n)
+        exch_ev = xq.view()
         a.rs["i_local"] = 0
         a.rs["i_exch"] = 0
         marks = {k: len(getattr(self.out, k)) for k in OUTPUTS if hasattr(self.out, k)}
@@ -346,22 +374,35 @@ class PaperExchange:
                                     *self._out_args)
             self.loop_s += time.perf_counter() - t
             if status == LoopStatus.FLUSH:
-                self.out.flush(a)
+                self._flush()
                 continue
             if status == LoopStatus.RESPONSE_QUEUE_FULL:
                 raise MmlabError("paper exchange report queue overflowed (more than RING_CAP reports in flight for "
                                  "one symbol); lower sim.response_latency_ms or the strategy's order rate")
             break
         if self._counters[self._count_idx].any():
-            self.out.flush(a)
+            self._flush()
         self._local.keep_from(int(a.rs[0]["i_local"]))
-        self._exch.replace(exch_ev[int(a.rs[0]["i_exch"]):])
+        self._exch.keep_from(int(a.rs[0]["i_exch"]))
         self.horizon = max(self.horizon, int(horizon_ns))
         self.steps += 1
         new = {k: getattr(self.out, k)[marks[k]:] for k in marks}
         # A session runs for days: rows leave with the step that produced them (the runner logs them).
         self.out = engine._Collector()
         return new
+
+    def _flush(self) -> None:
+        """The output rows of the loop call into :attr:`out` (:data:`OUTPUTS` only: the exchange mid series the
+        backtest keeps for its labels is not used live, its rows are dropped), and the row counters reset."""
+        if self._flush_idx is None:
+            self.out.flush(self.a)
+            return
+        v = self._counters
+        for name, buf, i in self._flush_idx:
+            n = int(v[i])
+            if n:
+                getattr(self.out, name).append(engine.copy_rows(buf, n))
+        v[self._count_idx] = 0
 
     @property
     def pending_rows(self) -> int:

@@ -417,6 +417,14 @@ def loop_entry(a: SimArrays, local_ev: np.ndarray, exch_ev: np.ndarray):
 # ---------------------------------------------------------------------------------------------- the runner
 
 
+def copy_rows(buf: np.ndarray, n: int) -> np.ndarray:
+    """``buf[:n].copy()`` of a contiguous structured array as one byte copy (numpy copies structured rows field
+    by field: 4-6x slower for the output buffers' dtypes)."""
+    out = np.empty(n, dtype=buf.dtype)
+    out.view(np.uint8)[:] = buf[:n].view(np.uint8)
+    return out
+
+
 class _Collector:
     """Copies the kernel's output buffers out at each flush."""
 
@@ -438,7 +446,7 @@ class _Collector:
                                ("dec_actions", a.dec_actions, "n_decision_action_rows")):
             n = int(r[key])
             if n:
-                getattr(self, name).append(buf[:n].copy())
+                getattr(self, name).append(copy_rows(buf, n))
             a.rs[key] = 0
 
     @staticmethod
