@@ -26,7 +26,7 @@ decision taken after 1000 warm-up decisions (queue_aware and emit get the invent
 call; that copy is measured apart and subtracted). Each figure is the best of ``--repeat`` rounds after an
 untimed warm-up round (compilation / cache load); rounds alternate all variants. Usage::
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 7] [--passes 4] [--root DIR] [--budgets benchmarks/stage_budgets.json]
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 7] [--root DIR] [--budgets benchmarks/stage_budgets.json]
                                                  [--no-micro] [--ticks 50000] [--micro-repeat 15]
 """
 
@@ -276,7 +276,7 @@ def _loop_once(cfg, specs, ev, xev, strat) -> tuple[float, int]:
     return dt, len(out.arrays()["fills"])
 
 
-def loop_speed(ev, specs, repeat: int, passes: int = 4) -> None:
+def loop_speed(ev, specs, repeat: int) -> None:
     from mmlab.config import load_config
     from mmlab.sim.pipeline_strategy import grid_pipeline_spec
 
@@ -292,18 +292,15 @@ def loop_speed(ev, specs, repeat: int, passes: int = 4) -> None:
     for r in range(repeat + 1):  # round 0 warms up (kernel load / compile) and is not counted
         times = {}
         for name, (c, strat) in variants.items():
-            dt = 0.0
-            for _ in range(passes):  # one pass is ~25 ms: several make each measurement less noisy
-                d, fills[name] = _loop_once(c, specs, ev, xev, strat)
-                dt += d
-            times[name] = dt / passes
+            dt, fills[name] = _loop_once(c, specs, ev, xev, strat)
+            times[name] = dt
             if r:
                 best[name] = min(best[name], dt)
         if r:
             paired.append(times["reference grid (grid_decide_nb)"] / times["pipeline grid (six stages, hooks)"])
     n = len(ev)
     print(f"event loop on the BTCUSDT 2024-07-18/19 capture: {n:,} events, grid 5/side every 100 ms, "
-          f"best of {repeat} alternating rounds of {passes} passes each (CPU time inside the compiled loop, per pass):")
+          f"best of {repeat} alternating rounds (CPU time inside the compiled loop):")
     base = best["reference grid (grid_decide_nb)"]
     for name in variants:
         print(f"  {name:36s} {best[name] * 1e3:8.1f} ms {n / best[name] / 1e6:7.2f} M events/s   "
@@ -351,7 +348,6 @@ def write_budgets(ev, specs, repeat: int, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7, help="rounds of the event-loop comparison")
-    ap.add_argument("--passes", type=int, default=4, help="passes over the capture per variant and round")
     ap.add_argument("--root", type=Path, default=None, help="a store holding binance-usdm/BTCUSDT (else ingested)")
     ap.add_argument("--budgets", type=Path, default=None, help="also write stage budgets to this file")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-decision micro benchmark")
@@ -360,7 +356,7 @@ def main() -> None:
     args = ap.parse_args()
 
     ev, specs = _real_events(args.root)
-    loop_speed(ev, specs, args.repeat, args.passes)
+    loop_speed(ev, specs, args.repeat)
     if args.budgets is not None:
         write_budgets(ev, specs, args.repeat, args.budgets)
     if args.no_micro:
