@@ -148,7 +148,9 @@ def _rebind(disp, old, new, tag: str, tie_to: tuple, memo: dict):
     copy = pytypes.FunctionType(fn.__code__, {**g, **repl}, qualname, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = qualname
     copy.__doc__ = fn.__doc__
-    out = njit(cache=True)(copy)
+    # The copy is compiled as the original is (e.g. without reference counting, as the pipeline stages are).
+    opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
+    out = njit(cache=True, **opts)(copy)
     tie_cache_to_sources(out, *tie_to)
     memo[key] = out
     return out
