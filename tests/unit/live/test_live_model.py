@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 
 from mmlab.cli import app
 
+#: Trains and exports a model, then runs two live sessions (~50 s): run by `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 
 CONFIG = """
