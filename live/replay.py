@@ -391,3 +391,36 @@ class BinanceReplayVenue(ReplayVenue):
             await self._stop.wait()
         except Exception:  # noqa: BLE001, S110 - a client going away ends its connection
             pass
+
+
+class VenueThread:
+    """A replay venue (``ReplayVenue`` / ``BinanceReplayVenue``) served from its own event loop in a daemon thread,
+    for a client that runs its own loop in this thread (the ``mmlab live`` command, a notebook).
+
+    >>> th = VenueThread(ReplayVenue(load_cryptofeed("BYBIT.jsonl.gz"), speed=10.0))  # doctest: +SKIP
+    >>> th.venue.url, th.venue.rest_url  # doctest: +SKIP
+    >>> th.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, venue, start_timeout_s: float = 10.0):
+        import threading
+
+        self.venue = venue
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.venue.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(start_timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop serving and end the thread."""
+        asyncio.run_coroutine_threadsafe(self.venue.close(), self.loop).result(timeout_s)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout_s)

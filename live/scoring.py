@@ -195,7 +195,12 @@ class LiveScoring:
             self._load_model(cfg, runner)
 
     def _load_model(self, cfg, runner) -> None:
-        from mmlab.ml.loop_scores import _pipeline_name, _scorer
+        from mmlab.ml.loop_scores import (
+            _pipeline_name,
+            _scorer,
+            model_thresholds,
+            scored_build_params,
+        )
         from mmlab.sim.strategies import get_strategy
 
         mc = cfg.model
@@ -205,20 +210,10 @@ class LiveScoring:
         if mc.shadow_id:
             shc, sfeats = _scorer(mc, mc.shadow_id)
             self.shadow = _Model(shc, np.array([fc[f] for f in sfeats], dtype=np.int64), mc.shadow_id)
-        th = sc.thresholds
-        tau_entry = float(th.get("tau_entry", 0.0) if mc.tau_entry is None else mc.tau_entry)
-        tau_hold = float(th.get("tau_hold", 0.0) if mc.tau_hold is None else mc.tau_hold)
+        tau_entry, tau_hold = model_thresholds(mc, sc)
         base = get_strategy(_pipeline_name(cfg.strategy.name))
-        base_build = base.build_params
-
-        def build_params(cfg_, specs) -> np.ndarray:
-            arr = base_build(cfg_, specs)
-            arr["queue_params"]["use_model_score"] = True
-            arr["queue_params"]["tau_entry"] = tau_entry
-            arr["queue_params"]["tau_hold"] = tau_hold
-            return arr
-
-        runner.strategy = dataclasses.replace(base, name=f"{base.name}+model", build_params=build_params)
+        runner.strategy = dataclasses.replace(base, name=f"{base.name}+model",
+                                              build_params=scored_build_params(base.build_params, tau_entry, tau_hold))
         # Tick-feature collectors: mid samples at decision ticks only (the training set's collectors).
         self.tparams, self.tstate = new_collectors(self.n, ret_short_ms=1_000, ret_long_ms=5_000, vol_window_ms=5_000)
         self.rows = np.zeros((self.n, len(TICK_COLUMNS)))
@@ -239,7 +234,12 @@ class LiveScoring:
     def warm(self) -> None:
         """Load (or compile) the collector and scoring kernels with the argument types the session passes them,
         so the first trade, fill and decision tick do not pay numba's cache load (milliseconds) mid-feed."""
-        from mmlab.types import event_dtype, fill_dtype, order_event_dtype, sim_state_row_dtype
+        from mmlab.types import (
+            event_dtype,
+            fill_dtype,
+            order_event_dtype,
+            sim_state_row_dtype,
+        )
 
         a = self.runner.paper.a
         n = self.n

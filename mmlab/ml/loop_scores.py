@@ -132,6 +132,27 @@ def _scorer(mc, model_id: str):
     return sc, feats
 
 
+def model_thresholds(mc, scorer) -> tuple[float, float]:
+    """(tau_entry, tau_hold): the ``[model]`` overrides, else the model's own thresholds (0 when it has none)."""
+    th = scorer.thresholds
+    tau_entry = float(th.get("tau_entry", 0.0) if mc.tau_entry is None else mc.tau_entry)
+    tau_hold = float(th.get("tau_hold", 0.0) if mc.tau_hold is None else mc.tau_hold)
+    return tau_entry, tau_hold
+
+
+def scored_build_params(base_build, tau_entry: float, tau_hold: float):
+    """A pipeline preset's ``build_params`` with queue_aware gated by the model score at these thresholds."""
+
+    def build_params(cfg_, specs) -> np.ndarray:
+        arr = base_build(cfg_, specs)
+        arr["queue_params"]["use_model_score"] = True
+        arr["queue_params"]["tau_entry"] = tau_entry
+        arr["queue_params"]["tau_hold"] = tau_hold
+        return arr
+
+    return build_params
+
+
 def tick_scores(mc, model_id: str, tf) -> tuple[np.ndarray, Any]:
     """Scores of the tick-feature frame ``tf`` by a model (batch, or row by row with ``scoring = "row"``)."""
     sc, feats = _scorer(mc, model_id)
@@ -168,9 +189,7 @@ def model_strategy_spec(cfg, *, events=None, symbols=None, window_ns=None, laten
     scores, sc = tick_scores(mc, mc.id, tf)
     interval_ns = int(round(cfg.strategy.interval_ms * 1_000_000))
     state = score_layout(ts, sym_ids, scores, len(names), interval_ns)
-    th = sc.thresholds
-    tau_entry = float(th.get("tau_entry", 0.0) if mc.tau_entry is None else mc.tau_entry)
-    tau_hold = float(th.get("tau_hold", 0.0) if mc.tau_hold is None else mc.tau_hold)
+    tau_entry, tau_hold = model_thresholds(mc, sc)
     info = {"id": sc.model_id, "requested": mc.id, "schema_hash": sc.schema_hash, "features": list(sc.features),
             "tau_entry": tau_entry, "tau_hold": tau_hold, "scoring": mc.scoring, "n_ticks_scored": int(np.isfinite(scores).sum()),
             "model_score_distribution": _distribution(scores), "shadow_id": None, "shadow_score_distribution": None}
@@ -180,14 +199,7 @@ def model_strategy_spec(cfg, *, events=None, symbols=None, window_ns=None, laten
         info["shadow_score_distribution"] = _distribution(sh)
     base_spec = get_strategy(_pipeline_name(cfg.strategy.name))
     n_base = int(base_spec.n_state)
-    base_build = base_spec.build_params
-
-    def build_params(cfg_, specs) -> np.ndarray:
-        arr = base_build(cfg_, specs)
-        arr["queue_params"]["use_model_score"] = True
-        arr["queue_params"]["tau_entry"] = tau_entry
-        arr["queue_params"]["tau_hold"] = tau_hold
-        return arr
+    build_params = scored_build_params(base_spec.build_params, tau_entry, tau_hold)
 
     def init_state(strat_state: np.ndarray, cfg_, specs) -> None:
         strat_state[:, n_base:] = state

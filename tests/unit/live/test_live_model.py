@@ -3,11 +3,9 @@ training library in the process, and the decisions and paper fills of the backte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import polars as pl
@@ -121,68 +119,20 @@ def test_live_session_with_a_model_scores_every_tick_without_training_libraries(
     assert m["score_us_p50"] > 0
 
 
-@pytest.fixture(scope="module")
-def bybit_recording(real_data):
-    from live.replay import load_cryptofeed
+def test_live_paper_session_with_a_model_matches_the_backtest_of_its_recording(bybit_recording, live_then_backtest,
+                                                                               model_dir, tmp_path):
+    from live.replay import ReplayVenue
 
-    return load_cryptofeed(real_data / "bybit" / "BYBIT.jsonl.gz", "/v5/public/linear")
-
-
-class VenueThread:
-    """A ReplayVenue on its own event loop in a daemon thread (the CLI runs its own loop)."""
-
-    def __init__(self, rec, **kw):
-        from live.replay import ReplayVenue
-
-        self.loop = asyncio.new_event_loop()
-        self.venue = ReplayVenue(rec, **kw)
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.venue.start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-
-    def close(self):
-        asyncio.run_coroutine_threadsafe(self.venue.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-def test_live_paper_session_with_a_model_matches_the_backtest_of_its_recording(bybit_recording, model_dir, tmp_path):
     # Thresholds inside the model's score range on this market: the model decides which quotes go out.
     cfg_path = tmp_path / "live.toml"
     cfg_path.write_text(CONFIG.replace("{model}", str(model_dir)).replace("{tau}", "0.375").replace("{tau_hold}", "0.37"))
-    venue = VenueThread(bybit_recording, speed=12.0)
-    cli = CliRunner()
-    live_out = tmp_path / "live"
-    try:
-        r = cli.invoke(app, ["live", "--paper", "--config", str(cfg_path), "--venue", "bybit-linear",
-                             "--symbols", "BTCUSDT,ETHUSDT", "--ws-url", venue.venue.url,
-                             "--rest-url", venue.venue.rest_url, "--duration", "5.5s", "--out", str(live_out),
-                             "--json"])
-        assert r.exit_code == 0, r.output
-    finally:
-        venue.close()
-    summary = json.loads((live_out / "summary.json").read_text())
-    assert venue.venue.done.is_set(), "the replay did not finish within the session"
+    venue = ReplayVenue(bybit_recording, speed=12.0)
+    summary, live_out, store, run = live_then_backtest(cfg_path, venue, venue_name="bybit-linear",
+                                                       symbols="BTCUSDT,ETHUSDT")
+    assert venue.done.is_set(), "the replay did not finish within the session"
     assert summary["late_exch_events"] == 0 and summary["gaps"] == 0 and summary["reconnects"] == 0
     assert summary["n_decisions"] > 50 and summary["working_orders_after_cancel_all"] == 0
     assert summary["strategy"] == "grid" and summary["model"]["tau_entry"] == 0.375
-
-    store = tmp_path / "store"
-    rec_files = sorted(str(p) for p in (live_out / "recording").glob("*.gz"))
-    r = cli.invoke(app, ["data", "ingest", *rec_files, "--source", "bybit-linear", "--out", str(store)])
-    assert r.exit_code == 0, r.output
-    run = tmp_path / "run"
-    r = cli.invoke(app, ["backtest", "--config", str(cfg_path), "--data", str(store), "--out", str(run),
-                         "--no-report", "--quiet"])
-    assert r.exit_code == 0, r.output
     bs = json.loads((run / "summary.json").read_text())
     assert bs["events"] == summary["events"] and bs["model"]["id"] == summary["model"]["id"] == "m3"
 
@@ -206,7 +156,7 @@ def test_live_paper_session_with_a_model_matches_the_backtest_of_its_recording(b
 
     # The model mattered: with its thresholds off the same recording gives other decisions.
     plain = tmp_path / "plain"
-    r = cli.invoke(app, ["backtest", "--config", str(cfg_path), "--data", str(store), "--out", str(plain),
+    r = CliRunner().invoke(app, ["backtest", "--config", str(cfg_path), "--data", str(store), "--out", str(plain),
                          "--no-report", "--quiet", "--set", "model.tau_entry=0.0", "--set", "model.tau_hold=0.0"])
     assert r.exit_code == 0, r.output
     pd_ = pl.read_parquet(plain / "decisions.parquet")
