@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_pipeline import _loop_once
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "real" / "binance_usdm").resolve()
@@ -49,28 +49,6 @@ def _real_events(root: Path | None):
     ev, infos = load_events(root, "binance-usdm", list(SYMBOLS))
     ev = np.ascontiguousarray(ev[ev["kind"] != Kind.BBO])
     return ev, [SymbolSpec(i.symbol, i.tick_size, i.lot_size) for i in infos]
-
-
-def _loop_once(cfg, specs, ev, xev, strat) -> tuple[float, int]:
-    """(CPU seconds inside the compiled loop, fills) of one run over ``ev`` (buffers flushed as ``simulate`` does)."""
-    from mmlab.sim import engine as E
-    from mmlab.types import LoopStatus
-
-    a = E.new_sim_arrays(cfg, specs, strat)
-    t0 = min(int(ev[0]["ts_local"]), int(xev[0]["ts_exch"]))
-    a.rs["t0"] = t0
-    a.rs["next_decision_ts"] = t0 + int(a.sp[0]["interval_ns"])
-    entry = E.loop_entry(a, ev, xev)
-    out = E._Collector()
-    dt = 0.0
-    while True:
-        t = time.process_time()
-        status = entry(ev, xev, E.INT64_MAX, True, *a.state_args(), strat.decide, *a.out_args())
-        dt += time.process_time() - t
-        out.flush(a)
-        if status != LoopStatus.FLUSH:
-            break
-    return dt, len(out.arrays()["fills"])
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import json
 import numpy as np
 from numba import types
 
-from live.venues.common import EventBuffer, Frame, entry_point
+from live.venues.common import EventBuffer, Frame, entry_point, symbol_ticks
 from mmlab.data.ingest import binance as norm
 from mmlab.errors import ConfigError, DataError
 from mmlab.types import Kind, Side
@@ -67,16 +67,8 @@ class Adapter:
             raise ConfigError(f"[live] book_depth = {book_depth} is no Binance depth snapshot limit; use one of "
                               f"{DEPTH_LIMITS}")
         self.venue = venue
-        self.symbols = [s.upper() for s in symbols]
-        self.sid = {s: i for i, s in enumerate(self.symbols)}
+        self.symbols, self.sid, self.tick = symbol_ticks(venue, symbols, instruments, "exchangeInfo")
         self.depth = int(book_depth)
-        self.tick = np.zeros(len(self.symbols))
-        for i, s in enumerate(self.symbols):
-            inst = instruments.get(s)
-            if not inst or not inst.get("tick_size"):
-                raise ConfigError(f"no tick size for {venue}/{s}: set [live] tick_sizes = {{{s} = ...}} or let the "
-                                  "runner read it from REST exchangeInfo (live.rest_url)")
-            self.tick[i] = float(inst["tick_size"])
         self.books = [_Book() for _ in self.symbols]
         self.book_valid = np.zeros(len(self.symbols), dtype=bool)
         self.last_data_ns = np.zeros(len(self.symbols), dtype=np.int64)

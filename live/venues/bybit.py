@@ -40,6 +40,7 @@ from live.venues.common import (
     entry_point,
     njit_no_refcount,
     put_row_nb,
+    symbol_ticks,
 )
 from mmlab.data.ingest import bybit as norm
 from mmlab.errors import ConfigError, DataError
@@ -75,16 +76,8 @@ class Adapter:
         if book_depth not in DEPTHS:
             raise ConfigError(f"[live] book_depth = {book_depth} is no Bybit orderbook depth; use one of {DEPTHS}")
         self.venue = venue
-        self.symbols = [s.upper() for s in symbols]
-        self.sid = {s: i for i, s in enumerate(self.symbols)}
+        self.symbols, self.sid, self.tick = symbol_ticks(venue, symbols, instruments, "instruments-info")
         self.depth = int(book_depth)
-        self.tick = np.zeros(len(self.symbols))
-        for i, s in enumerate(self.symbols):
-            inst = instruments.get(s)
-            if not inst or not inst.get("tick_size"):
-                raise ConfigError(f"no tick size for {venue}/{s}: set [live] tick_sizes = {{{s} = ...}} or let the "
-                                  "runner read it from REST instruments-info (live.rest_url)")
-            self.tick[i] = float(inst["tick_size"])
         self.seq = [norm.BookSequence() for _ in self.symbols]
         #: the symbol's book is consistent (a snapshot arrived and no gap opened since)
         self.book_valid = np.zeros(len(self.symbols), dtype=bool)

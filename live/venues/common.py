@@ -424,6 +424,22 @@ class FrameBatch:
         return np.frombuffer(joined, dtype=np.uint8), both[:n], both[n:]
 
 
+def symbol_ticks(venue: str, symbols, instruments: dict, rest_name: str) -> tuple[list[str], dict, np.ndarray]:
+    """(upper-case symbols, symbol -> id, tick sizes) of an adapter; a symbol without a tick size is a
+    ``ConfigError`` naming the config key and the REST endpoint (``rest_name``) that would give it."""
+    from mmlab.errors import ConfigError
+
+    names = [s.upper() for s in symbols]
+    tick = np.zeros(len(names))
+    for i, s in enumerate(names):
+        inst = instruments.get(s)
+        if not inst or not inst.get("tick_size"):
+            raise ConfigError(f"no tick size for {venue}/{s}: set [live] tick_sizes = {{{s} = ...}} or let the "
+                              f"runner read it from REST {rest_name} (live.rest_url)")
+        tick[i] = float(inst["tick_size"])
+    return names, {s: i for i, s in enumerate(names)}, tick
+
+
 def entry_point(dispatcher, *arg_types):
     """The compiled entry of ``dispatcher`` for ``arg_types`` (loaded from numba's cache when present): calling
     it skips the dispatcher's per-call type resolution (microseconds per argument)."""
