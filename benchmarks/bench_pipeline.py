@@ -1,13 +1,15 @@
 """The pipeline-driven ``grid`` against the simulator's reference ``grid``, in one run; stage budgets.
 
-Part 1, event loop (CPU time of this process inside the compiled loop, robust to other load on a shared
-machine; best of ``--repeat`` alternating rounds after a warm-up round): the shared Binance USD-M BTCUSDT capture
+Part 1, event loop (CPU time of this process inside the compiled loop; best of ``--repeat`` rounds after a
+warm-up round, each variant leading the rounds in turn): the shared Binance USD-M BTCUSDT capture
 of 2024-07-18/19 (ingested into a temporary store, or ``--root``), grid 5 a side every 100 ms (half spread 2
 ticks, skew 1, 0.001 BTC, max 0.01; 10 ms / 10 ms), run by the reference kernel ``grid_decide_nb`` and by the six
 stages (``grid_pipeline``) with the loop hooks on (every local event reaches ``pipeline_on_event_nb``, every fill
 report ``pipeline_on_fill_nb``) and decisions recorded; then the pipeline with ``sample_stage_tracing = 0.2``.
 Prints events/s and the ratio pipeline / reference of the best rounds (goal >= 0.90), and the median and range of
-the same-round ratios. ``--budgets FILE`` also writes the stage budgets: the pipeline grid run ``--repeat`` times
+the same-round ratios. A run is ~25 ms, and on this virtual machine its CPU time varies by up to ~50 % from
+round to round when other processes run (time the host gives to other guests counts as ours); the slowdowns only
+add, so the minimum of many rounds is the estimate, hence 25 rounds by default. ``--budgets FILE`` also writes the stage budgets: the pipeline grid run ``--repeat`` times
 with every tick timed, the median over runs of each stage's p50/p95/p99.
 
 Part 2 (skipped with ``--no-micro``), the cost of one ``decide()``:
@@ -289,9 +291,11 @@ def loop_speed(ev, specs, repeat: int) -> None:
     best = {k: float("inf") for k in variants}
     fills = {}
     paired = []  # per round: reference time / pipeline time (both run back to back, so load drifts cancel)
+    names = list(variants)
     for r in range(repeat + 1):  # round 0 warms up (kernel load / compile) and is not counted
         times = {}
-        for name, (c, strat) in variants.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each variant leads a round in turn
+            c, strat = variants[name]
             dt, fills[name] = _loop_once(c, specs, ev, xev, strat)
             times[name] = dt
             if r:
@@ -347,7 +351,7 @@ def write_budgets(ev, specs, repeat: int, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeat", type=int, default=7, help="rounds of the event-loop comparison")
+    ap.add_argument("--repeat", type=int, default=25, help="rounds of the event-loop comparison")
     ap.add_argument("--root", type=Path, default=None, help="a store holding binance-usdm/BTCUSDT (else ingested)")
     ap.add_argument("--budgets", type=Path, default=None, help="also write stage budgets to this file")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-decision micro benchmark")
