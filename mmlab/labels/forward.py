@@ -126,8 +126,10 @@ def fill_labels(ts_exch, symbol_id, side, price, mid_send, mids: dict, horizons_
     return out
 
 
-def order_labels(sent: dict, first_fill_ts, accept_ts, end_ts, run_end_ts: int, mids: dict, horizons_ms) -> dict[str, np.ndarray]:
+def order_labels(sent: dict, first_fill_ts, accept_ts, end_ts, run_end_ts, mids: dict, horizons_ms) -> dict[str, np.ndarray]:
     """Per-order labels from the send time: queue ETA (censored if never filled), filled_H, mid_move_bps_H.
+
+    ``run_end_ts``: the run's final time (ns), or one per row (the rows of several parameter sets of one pass).
 
     ``sent`` holds arrays ts_local (send = decision time), symbol_id and side.
     ``first_fill_ts`` / ``accept_ts`` / ``end_ts`` are exchange times, -1 where absent (``end_ts``: when the

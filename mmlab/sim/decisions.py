@@ -62,7 +62,9 @@ def _lists(values: np.ndarray, counts: np.ndarray, pa_type):
 
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa_type))
+    if not isinstance(values, pa.Array):
+        values = pa.array(values, type=pa_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def decisions_frame(rows: np.ndarray, quotes: np.ndarray, actions: np.ndarray, symbols: Sequence[str],
@@ -114,11 +116,13 @@ def decisions_frame(rows: np.ndarray, quotes: np.ndarray, actions: np.ndarray, s
         counts[name] = np.bincount(a_row[sel], minlength=len(rows)).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
     if len(kind) and (kind.min() < 1 or kind.max() > 3):
         raise DataError(f"decision actions hold ActionKind {int(kind.min())}..{int(kind.max())}, expected 1..3")
-    kind_names = _KIND_NAMES[kind].astype(str) if len(kind) else np.zeros(0, dtype=str)
+    # Names gathered by arrow (a numpy object -> str round trip is several times slower).
+    kind_names = pa.array(list(_KIND_NAMES), type=pa.string()).take(pa.array(kind)) if len(kind) else \
+        pa.array([], type=pa.string())
 
     out = {
         "ts_local": pl.Series("ts_local", rows["ts_local"].astype(np.int64)),
-        "symbol": pl.Series("symbol", names[sid].astype(str) if len(sid) else np.zeros(0, dtype=str)),
+        "symbol": pl.Series("symbol", list(names), dtype=pl.String).gather(sid),
         "bid_price": pl.from_arrow(cols["bid_price"]), "bid_qty": pl.from_arrow(cols["bid_qty"]),
         "ask_price": pl.from_arrow(cols["ask_price"]), "ask_qty": pl.from_arrow(cols["ask_qty"]),
         **{k: pl.Series(k, v) for k, v in counts.items()},

@@ -451,7 +451,12 @@ class _Collector:
 
     @staticmethod
     def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.zeros(0, dtype=dtype)
+        # One byte copy (numpy concatenates structured records field by field).
+        return np.concatenate([p.view(np.uint8) for p in parts]).view(dtype)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -493,8 +498,8 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
     """Run the loop over ``windows`` (an iterable of ``mmlab.data.bridge.ReplayWindow`` or of ``event_dtype``
     arrays, each sorted by ts_local, windows in time order; an array is wrapped by ``bridge.replay_window``: its
     BBO rows left out and counted, its exchange-time order sorted) and return the raw output arrays plus counters
-    and timings. ``batch_cfgs``: run K parameter sets in one pass (see :func:`new_sim_arrays`;
-    :func:`split_batch` gives each set's own raw result).
+    and timings. ``batch_cfgs``: run K parameter sets in one pass (see :func:`new_sim_arrays`; output rows carry
+    the instance in ``symbol_id``, :func:`rows_by_set` orders them by set).
     ``progress(events_done, events_total)``: called after each return of the loop (then run in slices of
     ``PROGRESS_EVENTS`` local events, with the same result) with the events processed so far and the total
     (None unless ``windows`` is a list)."""
@@ -669,56 +674,72 @@ def check_batch_configs(cfgs: list, strategy=None) -> None:
                               "run it with run_backtest")
 
 
-def split_batch(raw: dict, n_symbols: int, *, decisions: bool = True) -> list[dict]:
-    """Each parameter set's own :func:`simulate` result from a batch's: rows of its instances with
-    ``symbol_id`` back to 0..n_symbols-1, its run state, symbol states and strategy rows (market mids shared).
-    ``decisions=False`` leaves the decision rows out (empty)."""
-    import dataclasses
-
-    a: SimArrays = raw["arrays"]
-    o = raw["out"]
-    n_sets = len(a.rs)
+def rows_by_set(arr: np.ndarray, n_symbols: int, n_sets: int, grp: np.ndarray | None = None, *,
+                remap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of one output kind of a pass ordered by parameter set (each set's rows in their original order) and
+    the bounds: set g's rows are ``out[bounds[g]:bounds[g + 1]]``. ``grp``: each row's set (default
+    ``symbol_id // n_symbols``); ``remap`` sets ``symbol_id`` back to 0..n_symbols-1. A single set returns
+    ``arr`` itself. One pass copying whole records (``loop_nb.rows_by_set_nb``, a stable counting sort; numpy
+    would copy structured records field by field)."""
     if n_sets == 1:
-        return [raw]
-    n = n_symbols
+        return arr, np.array([0, len(arr)], dtype=np.int64)
+    from mmlab.sim.loop_nb import rows_by_set_nb
 
-    def rows_by_set(arr: np.ndarray, grp: np.ndarray, remap: bool) -> list[np.ndarray]:
-        # One stable sort by parameter set keeps each set's rows in their original (time) order.
-        order = np.argsort(grp, kind="stable")
-        bounds = np.searchsorted(grp[order], np.arange(n_sets + 1))
-        parts = []
-        for g in range(n_sets):
-            part = arr[order[bounds[g]:bounds[g + 1]]]
-            if remap:
-                part["symbol_id"] -= g * n
-            parts.append(part)
-        return parts
-
-    def by_set(arr: np.ndarray) -> list[np.ndarray]:
-        return rows_by_set(arr, arr["symbol_id"].astype(np.int64) // n, True)
-
-    fills, oev, states = by_set(o["fills"]), by_set(o["oev"]), by_set(o["states"])
-    dec = o["decisions"]
-    if decisions:
-        dec_grp = dec["symbol_id"].astype(np.int64) // n
-        decs = rows_by_set(dec, dec_grp, True)
-        dq = rows_by_set(o["dec_quotes"], np.repeat(dec_grp, dec["n_quotes"].astype(np.int64)), False)
-        da = rows_by_set(o["dec_actions"], np.repeat(dec_grp, dec["n_actions"].astype(np.int64)), False)
+    if grp is None:
+        grp = arr["symbol_id"] // n_symbols
+    grp = np.ascontiguousarray(grp, dtype=np.int64)
+    counts = np.bincount(grp, minlength=n_sets)
+    bounds = np.zeros(n_sets + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.itemsize % 8 == 0 and len(arr):
+        out = np.empty(len(arr), dtype=arr.dtype)
+        w = arr.dtype.itemsize // 8
+        rows_by_set_nb(arr.view(np.uint64).reshape(len(arr), w), grp, bounds[:-1].copy(),
+                       out.view(np.uint64).reshape(len(arr), w))
     else:
-        decs = [dec[:0]] * n_sets
-        dq = [o["dec_quotes"][:0]] * n_sets
-        da = [o["dec_actions"][:0]] * n_sets
-    out = []
-    for g in range(n_sets):
-        sl = slice(g * n, (g + 1) * n)
-        sub = dataclasses.replace(a, rs=a.rs[g:g + 1].copy(), ss=a.ss[sl].copy(), strat_params=a.strat_params[sl],
-                                  strat_state=a.strat_state[sl])
-        sub.ss["book_id"] = np.arange(n)
-        sub.ss["group"] = 0
-        part = {"fills": fills[g], "oev": oev[g], "states": states[g], "mids": o["mids"], "decisions": decs[g],
-                "dec_quotes": dq[g], "dec_actions": da[g]}
-        out.append(dict(raw, arrays=sub, out=part, batch_index=g, batch_size=n_sets))
+        rec = np.dtype((np.void, arr.dtype.itemsize))
+        out = arr.view(rec)[np.argsort(grp, kind="stable")].view(arr.dtype)
+    if remap and len(out):
+        out["symbol_id"] -= np.repeat(np.arange(n_sets, dtype=np.int64) * n_symbols, counts)
+    return out, bounds
+
+
+def _set_frames(frames: dict, g: int) -> dict:
+    """Parameter set g's frames out of :func:`_build_frames`' frames of a whole pass (zero-copy slices; the
+    shared ``mids`` frame as it is)."""
+    bounds = frames["bounds"]
+    if len(bounds["fills"]) == 2:
+        return frames
+    out = {}
+    for name, df in frames.items():
+        b = bounds.get(name)
+        out[name] = df if b is None or df is None else df.slice(int(b[g]), int(b[g + 1] - b[g]))
+    out["bounds"] = {k: np.array([0, int(b[g + 1] - b[g])], dtype=np.int64) for k, b in bounds.items()}
     return out
+
+
+def decision_outputs_by_set(specs: list[SymbolSpec], raw: dict) -> list[tuple[Any, dict | None]]:
+    """:func:`decision_outputs` of each parameter set of a :func:`simulate` result: one decisions frame of the
+    whole pass (rows ordered by set), sliced per set (zero-copy)."""
+    from mmlab.sim.decisions import decisions_frame, stage_latency_summary
+
+    n_sets = len(raw["arrays"].rs)
+    if n_sets == 1:
+        return [decision_outputs(specs, raw)]
+    n = len(specs)
+    o = raw["out"]
+    dec = o["decisions"]
+    grp = dec["symbol_id"] // n
+    rows, bounds = rows_by_set(dec, n, n_sets, grp)
+    quotes, _ = rows_by_set(o["dec_quotes"], n, n_sets, np.repeat(grp, dec["n_quotes"].astype(np.int64)),
+                            remap=False)
+    actions, _ = rows_by_set(o["dec_actions"], n, n_sets, np.repeat(grp, dec["n_actions"].astype(np.int64)),
+                             remap=False)
+    frame = decisions_frame(rows, quotes, actions, [s.symbol for s in specs], [s.tick_size for s in specs],
+                            reasons_packed=raw["reasons_packed"], stage_names=raw["stage_names"])
+    return [(frame.slice(int(bounds[g]), int(bounds[g + 1] - bounds[g])),
+             stage_latency_summary(rows[bounds[g]:bounds[g + 1]], raw["stage_names"])) for g in range(n_sets)]
 
 
 def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | ReplayWindow | list | None = None,
@@ -764,15 +785,16 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | Repla
     if lat is None and cfgs[0].sim.latency_model == "empirical":
         lat = load_latency_table(cfgs[0].sim.latency_table)
     raw = simulate(cfgs[0], specs, windows, lat_table=lat, strategy=strategy, batch_cfgs=cfgs)
+    # Every set's frames at once (one sort by set, one labels call), then zero-copy slices per set.
+    all_frames = _build_frames(cfgs[0], specs, raw, summary_only=not frames)
+    decs = decision_outputs_by_set(specs, raw) if decisions else None
     results = []
-    summary_only = not frames  # (the loop below rebinds ``frames``)
-    for k, rk in enumerate(split_batch(raw, len(specs), decisions=decisions)):
-        c = cfgs[k]
-        frames = _build_frames(c, specs, rk, summary_only=summary_only)
-        summary = _summary(c, specs, rk, frames)
+    for k, c in enumerate(cfgs):
+        fk = _set_frames(all_frames, k)
+        summary = _summary(c, specs, raw, fk, group=k)
         dec_frame = None
-        if decisions:
-            dec_frame, stage_latency = decision_outputs(specs, rk)
+        if decs is not None:
+            dec_frame, stage_latency = decs[k]
             if stage_latency is not None:
                 summary["stage_latency_ns"] = stage_latency
         meta = {
@@ -785,8 +807,8 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | Repla
             "batch_index": k,
             "batch_size": len(cfgs),
         }
-        results.append(BacktestResult(fills=frames["fills"], orders=frames["orders"], state=frames["state"],
-                                      labels=frames["labels"], mids=frames["mids"], summary=summary, meta=meta,
+        results.append(BacktestResult(fills=fk["fills"], orders=fk["orders"], state=fk["state"],
+                                      labels=fk["labels"], mids=fk["mids"], summary=summary, meta=meta,
                                       config=c, decisions=dec_frame))
     wall = time.perf_counter() - t_start
     for r in results:
@@ -898,13 +920,16 @@ def _enum_series(enum, values: np.ndarray, name: str = ""):
 
 
 def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool = False) -> dict:
-    """Result frames of a :func:`simulate` result; ``summary_only`` builds just those :func:`_summary` reads
-    (fills, state, labels) and leaves ``orders`` and ``mids`` None."""
+    """Result frames of a :func:`simulate` result, built once for all its parameter sets: each frame holds the
+    sets' rows one set after the other (``symbol`` of the set's own run), ``bounds[name]`` gives each set's
+    rows (:func:`_set_frames` slices them out); ``mids`` is shared. ``summary_only`` builds just those
+    :func:`_summary` reads (fills, state, labels) and leaves ``orders`` and ``mids`` None."""
     import polars as pl
 
     from mmlab.labels import fill_labels
 
     arr = raw["out"]
+    n_sets = len(raw["arrays"].rs)
     tick = np.array([s.tick_size for s in specs])
     names = [s.symbol for s in specs]
     horizons = tuple(cfg.labels.horizons_ms)
@@ -924,8 +949,8 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool
         "best_ask": np.where(valid, m["best_ask_ticks"] * tick[m["symbol_id"]], np.nan),
     })
 
-    # Fills.
-    f = arr["fills"]
+    # Fills (labels: one kernel call over every set's fills, all read the same mids).
+    f, f_bounds = rows_by_set(arr["fills"], len(specs), n_sets)
     ftick = tick[f["symbol_id"]]
     price = f["price_ticks"] * ftick
     mid_send = f["mid_send_ticks"] * ftick
@@ -941,7 +966,7 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool
     })
 
     # Order lifecycle events.
-    e = arr["oev"]
+    e, e_bounds = rows_by_set(arr["oev"], len(specs), n_sets)
     etick = tick[e["symbol_id"]]
     orders = None if summary_only else pl.DataFrame({
         "ts_local": e["ts_local"], "ts_exch": e["ts_exch"],
@@ -955,18 +980,12 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool
     })
 
     # Decision ticks.
-    s = arr["states"]
+    s, s_bounds = rows_by_set(arr["states"], len(specs), n_sets)
     stick = tick[s["symbol_id"]]
     bb_ok = s["best_bid_ticks"] > -(2**61)
     ba_ok = s["best_ask_ticks"] < 2**61
     pnl = s["pnl"]
-    # Equity: initial cash plus every symbol's pnl at the tick (ticks are written for all symbols at once).
-    eq = np.full(len(s), np.nan)
-    if len(s):
-        ts_u, inv = np.unique(s["ts_local"], return_inverse=True)
-        tot = np.zeros(len(ts_u))
-        np.add.at(tot, inv, np.nan_to_num(pnl))
-        eq = cfg.sim.initial_cash + tot[inv]
+    eq = cfg.sim.initial_cash + _tick_totals(s["ts_local"], np.nan_to_num(pnl), s_bounds)
     state = pl.DataFrame({
         "ts_local": s["ts_local"],
         "symbol": _code_names(names, s["symbol_id"]),
@@ -983,33 +1002,73 @@ def _build_frames(cfg, specs: list[SymbolSpec], raw: dict, *, summary_only: bool
     })
 
     # Labels: one row per placed order, features at its decision tick, forward outcomes.
-    labels = _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, raw)
-    return {"fills": fills, "orders": orders, "state": state, "labels": labels, "mids": mids_df}
+    run_end = raw["arrays"].rs["now"].astype(np.int64)
+    labels, l_bounds = _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, run_end, e_bounds,
+                                          s_bounds)
+    return {"fills": fills, "orders": orders, "state": state, "labels": labels, "mids": mids_df,
+            "bounds": {"fills": f_bounds, "orders": e_bounds, "state": s_bounds, "labels": l_bounds}}
 
 
-def _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, raw):
+def _tick_totals(ts_local: np.ndarray, values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """For each row, the sum of ``values`` over the rows of its parameter set (``bounds``) with its ``ts_local``
+    (added in row order)."""
+    n = len(ts_local)
+    if n == 0:
+        return np.zeros(0)
+    ts = np.asarray(ts_local, dtype=np.int64)
+    new_set = np.zeros(n, dtype=bool)
+    new_set[bounds[1:-1][bounds[1:-1] < n]] = True
+    if bool(((ts[1:] >= ts[:-1]) | new_set[1:]).all()):
+        # Each set's rows are in time order (as the loop writes them): a tick is a run of equal times.
+        first = np.r_[True, (ts[1:] != ts[:-1]) | new_set[1:]]
+        inv = np.cumsum(first) - 1
+    else:
+        inv = np.empty(n, dtype=np.int64)
+        base = 0
+        for g in range(len(bounds) - 1):
+            u, i = np.unique(ts[bounds[g]:bounds[g + 1]], return_inverse=True)
+            inv[bounds[g]:bounds[g + 1]] = i + base
+            base += len(u)
+    tot = np.zeros(int(inv[-1]) + 1 if n else 0)
+    np.add.at(tot, inv, values)
+    return tot[inv]
+
+
+def _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, run_end, e_bounds, s_bounds):
+    """(labels frame, its rows' bounds by parameter set) of a pass's order events ``e`` and state rows ``s``
+    (both ordered by set, ``e_bounds`` / ``s_bounds``); ``run_end``: each set's final time (ns)."""
     import polars as pl
 
     from mmlab.labels import order_labels
     from mmlab.labels.forward import order_outcomes_nb
 
+    n_sets = len(e_bounds) - 1
+    e_grp = np.repeat(np.arange(n_sets, dtype=np.int64), np.diff(e_bounds))
     # Field-wise gathers of row indices: numpy copies structured records field by field, far slower.
     sent_rows = np.flatnonzero(e["kind"] == OrderEventKind.SENT)
-    seqs = e["order_seq"][sent_rows]
+    seqs = e["order_seq"][sent_rows].astype(np.int64)
+    sent_grp = e_grp[sent_rows]
     sent_ts = e["ts_local"][sent_rows]
     sent_sym = e["symbol_id"][sent_rows]
     sent_side = e["side"][sent_rows]
     n = len(sent_rows)
+    l_bounds = np.searchsorted(sent_grp, np.arange(n_sets + 1)).astype(np.int64)
     if n:
-        # Order sequence numbers are assigned in send order: SENT rows are sorted by them.
-        row_seq = e["order_seq"]
-        if seqs[0] >= 0 and int(seqs[-1]) - int(seqs[0]) == n - 1 and (n == 1 or bool((np.diff(seqs) == 1).all())):
-            # Consecutive sequence numbers (the usual case): the order of a row is its offset from the first.
-            j = row_seq.astype(np.int64) - int(seqs[0])
-            row_order = np.where((row_seq >= 0) & (j >= 0) & (j < n), j, -1)
+        # Order sequence numbers are assigned in send order: each set's SENT rows are sorted by them.
+        row_seq = e["order_seq"].astype(np.int64)
+        first = seqs[np.minimum(l_bounds[:-1], n - 1)]
+        count = np.diff(l_bounds)
+        step_ok = (np.diff(seqs) == 1) | (np.diff(sent_grp) != 0)
+        if bool((first[count > 0] >= 0).all()) and bool(step_ok.all()):
+            # Consecutive sequence numbers (the usual case): the order of a row is its offset from its set's first.
+            j = row_seq - first[e_grp]
+            row_order = np.where((row_seq >= 0) & (j >= 0) & (j < count[e_grp]), j + l_bounds[:-1][e_grp], -1)
         else:
-            i = np.clip(np.searchsorted(seqs, row_seq), 0, n - 1)
-            row_order = np.where((row_seq >= 0) & (seqs[i] == row_seq), i, -1).astype(np.int64)
+            # (set, sequence number) keys, ascending in the SENT rows.
+            sent_key = (sent_grp << 40) | (seqs & ((1 << 40) - 1))
+            row_key = (e_grp << 40) | (row_seq & ((1 << 40) - 1))
+            i = np.clip(np.searchsorted(sent_key, row_key), 0, n - 1)
+            row_order = np.where((row_seq >= 0) & (sent_key[i] == row_key), i, -1).astype(np.int64)
         accept, queue, first_fill, filled_qty, end = order_outcomes_nb(
             row_order, np.ascontiguousarray(e["kind"]), np.ascontiguousarray(e["ts_exch"]),
             np.ascontiguousarray(e["qty"]), np.ascontiguousarray(e["leaves_qty"]),
@@ -1021,35 +1080,41 @@ def _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, raw
         end = np.full(0, -1, dtype=np.int64)
         filled_qty = np.zeros(0)
         queue = np.full(0, np.nan)
-    run_end = int(raw["arrays"].rs[0]["now"])
     lab = order_labels({"ts_local": sent_ts, "symbol_id": sent_sym, "side": sent_side},
-                       first_fill, accept, end, run_end, mids_by_sym, horizons)
-    # Features at the decision tick (state row of the same time and symbol).
+                       first_fill, accept, end, run_end[sent_grp], mids_by_sym, horizons)
+    # Features at the decision tick (state row of the same set, time and symbol).
     stick = tick[sent_sym] if n else np.zeros(0)
-    if n and len(s):
-        key_s = s["ts_local"].astype(np.int64) * 4096 + s["symbol_id"]
-        key_o = sent_ts.astype(np.int64) * 4096 + sent_sym
-        order = np.argsort(key_s, kind="stable")
-        idx = np.clip(np.searchsorted(key_s[order], key_o), 0, len(s) - 1)
-        srow = order[idx]
-        mid_t = s["mid_ticks"][srow]
-        bid_q = s["bid_qty"][srow]
-        ask_q = s["ask_qty"][srow]
-        bb_t = s["best_bid_ticks"][srow]
-        ba_t = s["best_ask_ticks"][srow]
-        pos = s["position"][srow]
-    else:
-        z = np.zeros(n, dtype=sim_state_row_dtype)
-        mid_t, bid_q, ask_q, bb_t, ba_t, pos = (z[c] for c in ("mid_ticks", "bid_qty", "ask_qty", "best_bid_ticks",
-                                                                "best_ask_ticks", "position"))
+    srow = np.full(n, -1, dtype=np.int64)
+    for g in range(n_sets):
+        o0, o1, s0, s1 = int(l_bounds[g]), int(l_bounds[g + 1]), int(s_bounds[g]), int(s_bounds[g + 1])
+        if o1 == o0 or s1 == s0:
+            continue
+        key_s = s["ts_local"][s0:s1].astype(np.int64) * 4096 + s["symbol_id"][s0:s1]
+        key_o = sent_ts[o0:o1].astype(np.int64) * 4096 + sent_sym[o0:o1]
+        if bool((key_s[1:] >= key_s[:-1]).all()):
+            idx = np.clip(np.searchsorted(key_s, key_o), 0, s1 - s0 - 1)
+        else:
+            order = np.argsort(key_s, kind="stable")
+            idx = order[np.clip(np.searchsorted(key_s[order], key_o), 0, s1 - s0 - 1)]
+        srow[o0:o1] = idx + s0
+    have = srow >= 0
+    z = np.zeros(1, dtype=sim_state_row_dtype)
+    row = np.where(have, srow, 0)
+
+    def feature(col):
+        v = s[col][row] if len(s) else np.zeros(n, dtype=z[col].dtype)
+        return np.where(have, v, z[col][0]) if not have.all() else v
+
+    mid_t, bid_q, ask_q, bb_t, ba_t, pos = (feature(c) for c in ("mid_ticks", "bid_qty", "ask_qty", "best_bid_ticks",
+                                                                  "best_ask_ticks", "position"))
     with np.errstate(invalid="ignore", divide="ignore"):
         imb = (bid_q - ask_q) / (bid_q + ask_q)
     spread = np.where((bb_t > -(2**61)) & (ba_t < 2**61), (ba_t - bb_t).astype(np.float64), np.nan) if n else np.zeros(0)
     sent_px = e["price_ticks"][sent_rows]
-    return pl.DataFrame({
+    frame = pl.DataFrame({
         "ts_decision": sent_ts,
         "symbol": _code_names(names, sent_sym),
-        "order_seq": seqs, "order_id": e["order_id"][sent_rows], "side": sent_side,
+        "order_seq": e["order_seq"][sent_rows], "order_id": e["order_id"][sent_rows], "side": sent_side,
         "price": sent_px * stick, "qty": e["qty"][sent_rows],
         "mid": mid_t * stick, "distance_ticks": sent_side * (mid_t - sent_px),
         "spread_ticks": spread, "bid_qty": bid_q, "ask_qty": ask_q, "imbalance": imb,
@@ -1057,12 +1122,14 @@ def _order_label_frame(cfg, specs, e, s, mids_by_sym, horizons, names, tick, raw
         "accepted": accept >= 0, "queue_ahead_qty": queue, "filled_qty": filled_qty,
         "accept_ts": accept, "first_fill_ts": first_fill, "end_ts": end, **lab,
     })
+    return frame, l_bounds
 
 
 # ---------------------------------------------------------------------------------------------- summary
 
 
-def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict) -> dict:
+def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict, group: int = 0) -> dict:
+    """summary.json of parameter set ``group`` of a :func:`simulate` result, from its frames (:func:`_set_frames`)."""
     from mmlab.labels import horizon_suffix
     from mmlab.sim.fees_nb import pnl_nb
 
@@ -1070,11 +1137,11 @@ def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict) -> dict:
     fills = frames["fills"]
     state = frames["state"]
     labels = frames["labels"]
-    rs = a.rs[0]
+    rs = a.rs[group]
     per_symbol = {}
     pnl_total = 0.0
     for i, spec in enumerate(specs):
-        ss = a.ss[i]
+        ss = a.ss[group * len(specs) + i]
         bb, ba = int(a.book[i]["best_bid_tick"]), int(a.book[i]["best_ask_tick"])
         if bb > -(2**61) and ba < 2**61:
             mark = 0.5 * (bb + ba) * spec.tick_size
@@ -1104,7 +1171,8 @@ def _summary(cfg, specs: list[SymbolSpec], raw: dict, frames: dict) -> dict:
         sharpe, mdd = 0.0, 0.0
     n_sent = labels.height
     n_filled_orders = int((labels["filled_qty"].to_numpy() > 0).sum()) if n_sent else 0
-    eta = labels.filter(~labels["censored"])["queue_eta_ms"].drop_nans().to_numpy() if n_sent else np.zeros(0)
+    eta = labels["queue_eta_ms"].to_numpy()[~labels["censored"].to_numpy()] if n_sent else np.zeros(0)
+    eta = eta[~np.isnan(eta)]
     summary = {
         "events": int(raw["events"]),
         "events_bbo_skipped": int(raw["events_bbo_skipped"]),

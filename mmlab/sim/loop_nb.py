@@ -1644,3 +1644,16 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
     if not batch:
         rs[0].now = now  # (a batch records each parameter set's final time when it finishes)
     return status
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def rows_by_set_nb(words, grp, starts, out):
+    """Stable counting sort of a parameter batch's output rows by set: row i of ``words`` (records as uint64
+    words) goes to ``out[starts[grp[i]]]``, which then advances (``starts``: each set's first row, updated)."""
+    w = words.shape[1]
+    for i in range(words.shape[0]):
+        g = grp[i]
+        d = starts[g]
+        for j in range(w):
+            out[d, j] = words[i, j]
+        starts[g] = d + 1
