@@ -40,7 +40,7 @@ class LiveMetrics:
                                buckets=LATENCY_BUCKETS)
         self.tick_total = Histogram("mm_tick_total_seconds", "wall time of one runner step (frames -> decisions)",
                                     registry=r, buckets=LATENCY_BUCKETS)
-        self.frame_latency = Histogram("mm_frame_to_decision_seconds", "frame received -> its step done, s",
+        self.frame_latency = Histogram("mm_frame_to_decision_seconds", "frame received -> the actions of its step emitted, s",
                                        registry=r, buckets=LATENCY_BUCKETS)
         self.deadline_miss = Counter("mm_deadline_miss", "steps slower than live.step_ms", registry=r)
         self.decisions = Counter("mm_decision_ticks", "decision ticks run", ["symbol"], registry=r)

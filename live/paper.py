@@ -40,8 +40,9 @@ OUTPUTS = ("fills", "oev", "states", "decisions", "dec_quotes", "dec_actions")
 MAX_CLOCK_SKEW_NS = 60 * 1_000_000_000
 
 
-#: Default of :attr:`PaperExchange.max_pending_rows`.
-MAX_PENDING_ROWS = 512
+#: Default of :attr:`PaperExchange.max_pending_rows` (the rows the call running a decision tick applies first:
+#: fewer keep that call short, at the cost of more loop calls between ticks).
+MAX_PENDING_ROWS = 64
 
 _RAW = np.dtype((np.void, event_dtype.itemsize))
 _BBO = int(Kind.BBO)
@@ -54,9 +55,15 @@ class _Rows:
     """A growable ``event_dtype`` array: rows ``ev[:n]``."""
 
     def __init__(self, capacity: int = 1 << 12):
-        self.ev = np.zeros(capacity, dtype=event_dtype)
-        self.raw = self.ev.view(_RAW)
+        self._set(np.zeros(capacity, dtype=event_dtype))
         self.n = 0
+
+    def _set(self, ev: np.ndarray) -> None:
+        # Views made once per buffer (a structured array's view() checks its fields in Python, ~1.5 us each).
+        self.ev = ev
+        self.raw = ev.view(_RAW)
+        self.u8 = ev.view(np.uint8).reshape(len(ev), -1)  # [rows, row bytes], for the in-place sort
+        self.ts_exch = ev["ts_exch"]
 
     # Rows are copied as opaque bytes: a structured-array assignment goes field by field (~10x slower).
 
@@ -67,8 +74,7 @@ class _Rows:
         if self.n + k > len(self.ev):
             grown = np.zeros(max(2 * len(self.ev), self.n + k), dtype=event_dtype)
             grown.view(_RAW)[: self.n] = self.raw[: self.n]
-            self.ev = grown
-            self.raw = grown.view(_RAW)
+            self._set(grown)
 
     def extend(self, rows: np.ndarray) -> None:
         k = len(rows)
@@ -179,6 +185,12 @@ class PaperExchange:
         self.loop_s = 0.0
         self.jit_s = 0.0
         self.started = False
+        #: Hold mode (:meth:`hold`): a step's output rows stay in the loop's buffers (the step returns views of
+        #: them) until :meth:`take_outputs` copies every held row out at once.
+        self.holding = False
+        self._held: dict[str, list] = {k: [] for k in OUTPUTS}  # rows moved out of the buffers, not yet taken
+        self._sort_call = exch_sort_nb
+        self._i_cursor = None  # int64 offsets of i_local / i_exch in the run state (set by warm())
 
     def set_gate(self, symbol_id: int, gate: int) -> None:
         self.a.strat_state[symbol_id, self.gate_col] = float(gate)
@@ -196,7 +208,7 @@ class PaperExchange:
             self._bind()
             self._bind_step(e)
             xq = self._exch
-            exch_sort_nb(xq.ev.view(np.uint8).reshape(len(xq.ev), -1), xq.ev["ts_exch"], 0)  # (loads the kernel)
+            self._sort_call(xq.u8, xq.ts_exch, 0)  # (loads the kernel)
             _touch(self.a.state_args() + self.a.out_args())
             self.jit_s += time.perf_counter() - t
 
@@ -221,22 +233,23 @@ class PaperExchange:
         self._counters = rs.view(np.int64)
         self._count_idx = np.array([rs.dtype.fields[k][1] // 8 for k in rs.dtype.names
                                     if k.startswith("n_") and k.endswith("_rows")], dtype=np.int64)
-        a = self.a
-        bufs = {"fills": (a.fills, "n_fill_rows"), "oev": (a.oev, "n_order_event_rows"),
-                "states": (a.states, "n_state_rows"), "decisions": (a.decisions, "n_decision_rows"),
-                "dec_quotes": (a.dec_quotes, "n_decision_quote_rows"),
-                "dec_actions": (a.dec_actions, "n_decision_action_rows")}
-        self._flush_idx = None
-        if set(bufs) == set(OUTPUTS) and all(rs.dtype.fields[k][0] == np.int64 and rs.dtype.fields[k][1] % 8 == 0
-                                             for _, k in bufs.values()):
-            self._flush_idx = tuple((name, buf, rs.dtype.fields[k][1] // 8) for name, (buf, k) in bufs.items())
+        self._flush_idx = self._buffer_index()
         # The three arrival times due() compares, read from the same int64 view (one record field read ~1 us).
         f = rs.dtype.fields
         names = ("next_decision_ts", "next_req_ts", "next_resp_ts")
         if all(f[k][0] == np.int64 and f[k][1] % 8 == 0 for k in names):
             self._next_idx = tuple(f[k][1] // 8 for k in names)
+        for k in ("i_local", "i_exch"):
+            if f[k][0] != np.int64 or f[k][1] % 8:
+                break
+        else:
+            self._i_cursor = (f["i_local"][1] // 8, f["i_exch"][1] // 8)
+        self._mid_idx = f["n_mid_rows"][1] // 8 if "n_mid_rows" in f and f["n_mid_rows"][1] % 8 == 0 else None
         # Rows from the adapters' buffer into both queues in one compiled call.
         from live.venues.common import entry_point
+
+        xq = self._exch
+        self._sort_call = entry_point(exch_sort_nb, typeof(xq.u8), typeof(xq.ts_exch), types.int64)
 
         e = np.zeros(1, dtype=event_dtype)
         self._queue_counts = np.zeros(3, dtype=np.int64)
@@ -334,7 +347,8 @@ class PaperExchange:
     def step(self, events: np.ndarray | EventBuffer | None, horizon_ns: int) -> dict[str, list[np.ndarray]]:
         """Add ``events`` (ts_local order) and run the loop up to ``horizon_ns`` (exclusive) when :meth:`due`.
 
-        Returns the output rows produced by this step, lists of arrays by buffer name (:data:`OUTPUTS`).
+        Returns the output rows produced by this step, lists of arrays by buffer name (:data:`OUTPUTS`): copies,
+        or in hold mode (:meth:`hold`) views of the loop's buffers valid until the next :meth:`take_outputs`.
         """
         self.add(events)
         if not self.due(horizon_ns):
@@ -359,11 +373,23 @@ class PaperExchange:
         self.warm()
         # Exchange order: rows carried from the last call first, then the new ones, stable by ts_exch (in place).
         xq = self._exch
-        exch_sort_nb(xq.ev.view(np.uint8).reshape(len(xq.ev), -1), xq.ev["ts_exch"], xq.n)
+        self._sort_call(xq.u8, xq.ts_exch, xq.n)
         exch_ev = xq.view()
-        a.rs["i_local"] = 0
-        a.rs["i_exch"] = 0
-        marks = {k: len(getattr(self.out, k)) for k in OUTPUTS if hasattr(self.out, k)}
+        v = self._counters
+        cur = self._i_cursor
+        if cur is not None:
+            v[cur[0]] = 0
+            v[cur[1]] = 0
+        else:
+            a.rs["i_local"] = 0
+            a.rs["i_exch"] = 0
+        hold = self.holding and self._flush_idx is not None
+        if hold:
+            # Row counts of the buffers before the call: the step's rows are buf[mark:count].
+            marks = [int(v[i]) for _, _, i in self._flush_idx]
+            new = {k: [] for k in OUTPUTS}
+        else:
+            marks = {k: len(getattr(self.out, k)) for k in OUTPUTS if hasattr(self.out, k)}
         while True:
             t = time.perf_counter()
             if self._step_call is not None:
@@ -374,19 +400,38 @@ class PaperExchange:
                                     *self._out_args)
             self.loop_s += time.perf_counter() - t
             if status == LoopStatus.FLUSH:
-                self._flush()
+                if hold:
+                    self._swap_buffers(marks, new)
+                else:
+                    self._flush()
                 continue
             if status == LoopStatus.RESPONSE_QUEUE_FULL:
                 raise MmlabError("paper exchange report queue overflowed (more than RING_CAP reports in flight for "
                                  "one symbol); lower sim.response_latency_ms or the strategy's order rate")
             break
-        if self._counters[self._count_idx].any():
+        if hold:
+            for (name, buf, i), m in zip(self._flush_idx, marks):
+                n = int(v[i])
+                if n > m:
+                    new[name].append(buf[m:n])
+            if self._mid_idx is not None:
+                v[self._mid_idx] = 0  # the exchange mid series is not used live (see _flush)
+        elif self._counters[self._count_idx].any():
             self._flush()
-        self._local.keep_from(int(a.rs[0]["i_local"]))
-        self._exch.keep_from(int(a.rs[0]["i_exch"]))
+        if cur is not None:
+            self._local.keep_from(int(v[cur[0]]))
+            self._exch.keep_from(int(v[cur[1]]))
+        else:
+            self._local.keep_from(int(a.rs[0]["i_local"]))
+            self._exch.keep_from(int(a.rs[0]["i_exch"]))
         self.horizon = max(self.horizon, int(horizon_ns))
         self.steps += 1
+        if hold:
+            return new
         new = {k: getattr(self.out, k)[marks[k]:] for k in marks}
+        if self.holding:  # (no int64 view of the row counters: the copies are held instead)
+            for k, v in new.items():
+                self._held[k].extend(v)
         # A session runs for days: rows leave with the step that produced them (the runner logs them).
         self.out = engine._Collector()
         return new
@@ -403,6 +448,74 @@ class PaperExchange:
             if n:
                 getattr(self.out, name).append(engine.copy_rows(buf, n))
         v[self._count_idx] = 0
+
+    def hold(self, on: bool = True) -> None:
+        """Hold mode on or off. Held, a step copies nothing out: it returns views of its rows in the loop's
+        buffers (valid until the next :meth:`take_outputs`; rows of a buffer that filled during a step stay valid
+        too: the full buffer is set aside and the loop gets a fresh one), and :meth:`take_outputs` gives every
+        row held since the last take, in order, as copies. Switching off takes nothing: take the held rows first."""
+        self.holding = bool(on)
+
+    def take_outputs(self) -> dict[str, list[np.ndarray]]:
+        """Every output row held since the last take (hold mode), lists of arrays by :data:`OUTPUTS` name, as
+        copies; the loop's buffers start empty again."""
+        out = self._held
+        self._held = {k: [] for k in OUTPUTS}
+        if self._flush_idx is None:
+            return out
+        v = self._counters
+        for name, buf, i in self._flush_idx:
+            n = int(v[i])
+            if n:
+                out[name].append(engine.copy_rows(buf, n))
+        v[self._count_idx] = 0
+        return out
+
+    def held_rows(self) -> int:
+        """Output rows (all buffers) held for :meth:`take_outputs`."""
+        n = sum(len(x) for parts in self._held.values() for x in parts)
+        if self._flush_idx is not None:
+            v = self._counters
+            n += sum(int(v[i]) for _, _, i in self._flush_idx)
+        return n
+
+    def _swap_buffers(self, marks: list, new: dict) -> None:
+        """A buffer filled during a held step: every output buffer with rows is set aside as held rows (views
+        already returned stay valid) and the loop continues on fresh buffers of the same size."""
+        a = self.a
+        v = self._counters
+        for k, (name, buf, i) in enumerate(self._flush_idx):
+            n = int(v[i])
+            if n:
+                self._held[name].append(buf[:n])
+                if n > marks[k]:
+                    new[name].append(buf[marks[k]:n])
+                setattr(a, name, np.zeros_like(buf))
+            marks[k] = 0
+        v[self._count_idx] = 0
+        self._rebind_outputs()
+
+    def _rebind_outputs(self) -> None:
+        """The step arguments after the output buffers of :attr:`a` were replaced."""
+        out = list(self._out_args)
+        out[2:] = self.a.out_args()[2:]
+        self._out_args = tuple(out)
+        if self._step_call is not None:
+            self._step_tail = self.a.out_args()[2:]
+        self._flush_idx = self._buffer_index()
+
+    def _buffer_index(self) -> tuple | None:
+        """(output name, buffer, int64 offset of its row counter in the run state) of each :data:`OUTPUTS`
+        buffer; None when a counter is not an aligned int64 (the collector's field-by-field flush is used)."""
+        a = self.a
+        f = a.rs.dtype.fields
+        bufs = {"fills": (a.fills, "n_fill_rows"), "oev": (a.oev, "n_order_event_rows"),
+                "states": (a.states, "n_state_rows"), "decisions": (a.decisions, "n_decision_rows"),
+                "dec_quotes": (a.dec_quotes, "n_decision_quote_rows"),
+                "dec_actions": (a.dec_actions, "n_decision_action_rows")}
+        if set(bufs) != set(OUTPUTS) or not all(f[k][0] == np.int64 and f[k][1] % 8 == 0 for _, k in bufs.values()):
+            return None
+        return tuple((name, buf, f[k][1] // 8) for name, (buf, k) in bufs.items())
 
     @property
     def pending_rows(self) -> int:

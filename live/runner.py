@@ -4,13 +4,18 @@ paper fills from the same matching/queue/latency kernels) -> decisions, fills, l
 Tasks of one session (one asyncio loop, one thread):
 
 - reader: connects (exponential backoff, resubscribe on every connect), stamps each frame with a strictly
-  increasing local ns time, records it, and queues it. The queue holds at most ``live.queue_max`` entries; when
+  increasing local ns time, records it, and queues it, yielding to the processor every ``READ_BATCH_FRAMES``
+  queued frames. The queue holds at most ``live.queue_max`` entries; when
   full, new frames are coalesced into the last entry (``backpressure_total``); past ``live.max_backlog_frames``
   the backlog is dropped and every book re-synced (resubscribe).
 - keepalive: ``{"op":"ping"}`` every ``live.ping_interval_s``.
 - processor: every ``live.step_ms`` (or when frames arrive) normalizes the queued frames, sets the per-symbol
   gates (warm-up, stale feed, invalid book, kill switch) and steps the paper exchange up to
-  ``now - live.horizon_margin_ms``; writes ticks/fills/orders JSONL and updates the metrics.
+  ``now - live.horizon_margin_ms``: the decisions' actions are emitted when that loop call returns (and, in real
+  mode, handed to the order manager). Only then is the step recorded: its rows stay in the loop's buffers and are
+  written in batches (ticks/fills/orders JSONL, decisions.parquet, counters; :meth:`LiveRunner.drain_outputs`)
+  when no frame waits, every ``DRAIN_ROWS`` rows or ``DRAIN_AFTER_NS``, before metrics are published, at
+  shutdown and when the session fails; the files are the same bytes as writing each step's rows at once.
 
 At the end (duration, signal or :meth:`LiveRunner.stop`): queued frames are processed, every symbol is gated
 SHUTDOWN so the strategy cancels its working orders, the paper exchange runs until those cancels are answered,
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
+import gc
 import json
 import math
 import os
@@ -38,7 +45,13 @@ from live.recorder import Recorder
 from live.venues import make_adapter
 from live.venues.common import EventBuffer, Frame
 from mmlab.errors import ConfigError
-from mmlab.types import LiveGate, OrderEventKind
+from mmlab.types import (
+    LiveGate,
+    OrderEventKind,
+    decision_quote_dtype,
+    decision_row_dtype,
+    sim_action_dtype,
+)
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -52,10 +65,28 @@ _SENT = int(OrderEventKind.SENT)
 #: The hot path counts in plain integers; they reach the prometheus metrics at most this often (and at the end).
 METRICS_PUBLISH_NS = 250 * NS_PER_MS
 
+#: Longest wait for the venue's answer to our websocket close (at the end of a session the unread frames
+#: queued ahead of it may hold it back; the session does not wait longer for it).
+CLOSE_TIMEOUT_S = 1.0
+
+#: Frames the websocket client reads ahead of the reader task (its default, 16, pauses the socket while a step
+#: runs, and the venue's sends wait for the reader instead of filling the buffer).
+WS_MAX_QUEUE = 4096
+
+#: Frames the reader queues before it yields to the processor (with frames read ahead it would otherwise read
+#: them all before any is processed).
+READ_BATCH_FRAMES = 32
+
 #: Decision rows held before they are written to decisions.parquet as one row group.
 DECISIONS_CHUNK_ROWS = 50_000
 #: Decision rows whose stage timings are kept for the summary's ``stage_latency_ns`` (the most recent ones).
 STAGE_TIMING_ROWS = 1_000_000
+
+#: With deferred outputs (:attr:`LiveRunner.defer_outputs`), held output rows are written when no frame is
+#: queued, else once this many are held or the oldest is this old, after the step that emitted actions (and
+#: always before metrics are published, at shutdown and when the session fails).
+DRAIN_ROWS = 512
+DRAIN_AFTER_NS = 100 * NS_PER_MS
 
 
 #: Per-symbol counters of the decision ticks: the metric child each feeds (``stale`` -> mm_pricing_on_stale).
@@ -73,17 +104,45 @@ def _fnum(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _records(rows: np.ndarray) -> list[dict]:
-    """Rows of a structured array as dicts of Python scalars."""
-    names = rows.dtype.names
-    return [dict(zip(names, t)) for t in rows.tolist()]
+_json_encoder = msgspec.json.Encoder()
+
+#: Keys of the JSON lines of ticks.jsonl, fills.jsonl and orders.jsonl, in their order.
+_TICK_KEYS = ("ts_local", "symbol", "best_bid", "best_ask", "mid", "quote_bid", "quote_ask", "n_quotes_bid",
+              "n_quotes_ask", "n_actions", "n_working", "position", "fees", "pnl", "reason", "gate")
+_FILL_KEYS = ("ts_exch", "ts_local", "symbol", "order_id", "order_seq", "side", "price", "price_ticks", "qty",
+              "maker", "fee", "queue_ahead_qty", "position_after", "route")
+_ORDER_KEYS = ("ts_local", "ts_exch", "symbol", "order_id", "order_seq", "event", "side", "price", "qty",
+               "leaves_qty", "reason")
 
 
-_json_encode = msgspec.json.Encoder().encode
+def _json_lines(keys: tuple, cols: tuple) -> bytes:
+    """One JSON object per row (``cols``: one list of Python values per key), newline-terminated."""
+    return _json_encoder.encode_lines([dict(zip(keys, t)) for t in zip(*cols)])
 
 
-def _json_line(doc: dict) -> bytes:
-    return _json_encode(doc) + b"\n"
+def _or_none(x: np.ndarray, keep: np.ndarray) -> list:
+    """``x`` as Python floats, None where ``keep`` is False."""
+    vals = x.tolist()
+    if keep.all():
+        return vals
+    return [v if k else None for v, k in zip(vals, keep.tolist())]
+
+
+#: Row dtypes of the decisions.parquet parts.
+_DEC_DTYPES = {"decisions": decision_row_dtype, "dec_quotes": decision_quote_dtype, "dec_actions": sim_action_dtype}
+
+
+@contextlib.contextmanager
+def session_gc():
+    """For a session: the objects alive at its start (modules, compiled kernels, the runner's buffers) leave the
+    cyclic collector's generations (``gc.freeze``), so its full collections scan only what the session allocated
+    (tens of ms less each); they return at the end."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 _OEV_KINDS = {int(k): k for k in OrderEventKind}
@@ -144,6 +203,19 @@ class LiveRunner:
         self.real = real  # live.real.session.RealSession in real mode: the decision actions also go to the venue
         self.failsafe = None  # live.failsafe.FailSafeMonitor with [live] failsafe = true
         self.rollout = None  # live.rollout.LiveRollout with an A/B ([live] ab_*) or a canary ([rollout] mode)
+        #: Output rows of a step (ticks/fills/orders logs, decisions.parquet, counters) are written after its
+        #: actions are emitted, in batches (:meth:`drain_outputs`); False writes them in every step.
+        self.defer_outputs = True
+        self.drain_rows = DRAIN_ROWS
+        self.drain_after_ns = DRAIN_AFTER_NS
+        self.drain_when_idle = True
+        self._held_rows = 0  # output rows held since the last drain
+        self._held_since_ns = 0  # perf_counter_ns of the first of them
+        self._held_dec_steps: list[int] = []  # decision rows of each step since the last drain
+        #: perf_counter_ns when the last step's actions were handed to the exchange (paper loop, real venue).
+        self.emitted_pc_ns = 0
+        self.feed_s = None  # start -> the feed's end (wall s), before the connection closes and shutdown
+        self._gate_names: dict[int, str] = {}
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -164,6 +236,9 @@ class LiveRunner:
         self.scoring = LiveScoring(self)  # feature collectors; with [model] id the scored pipeline strategy
         self.paper = PaperExchange(self.cfg, self.specs, self.strategy)
         self.paper.warm()
+        self.paper.hold(self.defer_outputs)
+        self._tick_arr = np.array([sp.tick_size for sp in self.specs], dtype=np.float64)
+        self._sym_arr = np.array([sp.symbol for sp in self.specs], dtype=object)
         self.adapter.warm(self.buffer)
         self.scoring.warm()
         m = self.metrics
@@ -189,8 +264,8 @@ class LiveRunner:
         self.rollout = LiveRollout.maybe(self)
         self._sym_last: list[tuple | None] = [None] * n  # mid, spread_ticks, imbalance (None: one-sided book)
         self._sym_acct: list[tuple | None] = [None] * n  # position, pnl (None when not finite)
-        self._lat_pending: list[int] = []  # frame -> step-done ns since the last publication
-        self._steps_pending: list[tuple] = []  # (decode or -1, sim step, output, total) ns per step
+        self._lat_pending: list[int] = []  # frame -> actions emitted ns since the last publication
+        self._steps_pending: list[int] = []  # decode (or -1), sim step, output, total: 4 ns values per step
         self._pub_counts = collections.Counter()  # counts already added to their prometheus counters
         self._published_ns = 0
 
@@ -240,7 +315,8 @@ class LiveRunner:
         while not self.stopping:
             try:
                 async with websockets.connect(url, open_timeout=lc.connect_timeout_s, ping_interval=None,
-                                              max_size=None, compression=None) as ws:
+                                              max_size=None, compression=None, close_timeout=CLOSE_TIMEOUT_S,
+                                              max_queue=WS_MAX_QUEUE) as ws:
                     self.ws = ws
                     if not first:
                         self.counts["reconnects"] += 1
@@ -263,6 +339,8 @@ class LiveRunner:
                         self._enqueue(ts, raw)
                         if self.stopping:
                             break
+                        if self.backlog % READ_BATCH_FRAMES == 0:
+                            await asyncio.sleep(0)  # frames read ahead: let the processor take these first
             except (TimeoutError, OSError, Exception) as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -374,6 +452,8 @@ class LiveRunner:
                 pass
             self.wake.clear()
             self.process_pending(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS))
+            if self._held_rows and not self.queue and self.drain_when_idle:
+                self.drain_outputs()  # idle: no frame waits for the writes
             if self.failsafe is not None or self.rollout is not None:
                 self._operator_checks()
 
@@ -387,34 +467,50 @@ class LiveRunner:
     # ------------------------------------------------------------------------------------------ steps
 
     def process_pending(self, horizon_ns: int, *, final_gate: int | None = None) -> None:
-        """Normalize queued frames, set gates, step the paper exchange to ``horizon_ns`` and log the outputs."""
+        """Normalize queued frames, set gates, step the paper exchange to ``horizon_ns`` (actions emitted), then
+        record the step (logs and decisions.parquet in batches with :attr:`defer_outputs`)."""
         t0 = time.perf_counter_ns()
-        queue = self.queue
-        # The whole backlog goes to the adapter in one call (one compiled pass over the frames' bytes).
-        if len(queue) == 1:
-            frames = queue.popleft()
-        else:
-            frames = [f for entry in queue for f in entry]
-            queue.clear()
-        if frames:
-            self._on_frames(frames)
-        self.backlog = 0
-        t1 = time.perf_counter_ns()
-        self.scoring.on_events(self.buffer)
-        self.paper.add(self.buffer)
-        if final_gate is not None or self.paper.due(horizon_ns):  # gates matter only to a loop call
-            self._set_gates(final_gate)
-        out = self.paper.step(None, horizon_ns) if self.scoring.model is None else self.scoring.step(horizon_ns)
-        t2 = time.perf_counter_ns()
-        self._emit(out)
-        self.scoring.on_output(out)
-        t3 = time.perf_counter_ns()
+        # No cyclic garbage collection until the actions are emitted (a collection takes 0.1-2 ms; the objects
+        # allocated meanwhile are collected right after, in the recording part).
+        gc_on = gc.isenabled()
+        if gc_on:
+            gc.disable()
+        try:
+            queue = self.queue
+            # The whole backlog goes to the adapter in one call (one compiled pass over the frames' bytes).
+            if len(queue) == 1:
+                frames = queue.popleft()
+            else:
+                frames = [f for entry in queue for f in entry]
+                queue.clear()
+            if frames:
+                self._on_frames(frames)
+            self.backlog = 0
+            t1 = time.perf_counter_ns()
+            self.scoring.on_events(self.buffer)
+            self.paper.add(self.buffer)
+            if final_gate is not None or self.paper.due(horizon_ns):  # gates matter only to a loop call
+                self._set_gates(final_gate)
+            out = self.paper.step(None, horizon_ns) if self.scoring.model is None else self.scoring.step(horizon_ns)
+            if self.rollout is not None or self.real is not None:
+                self._on_actions(out)
+            # Actions emitted: the frames' latency ends here; what follows only records the step.
+            t2 = self.emitted_pc_ns = time.perf_counter_ns()
+        finally:
+            if gc_on:
+                gc.enable()
         if frames:
             done = self.clock_ns()
             lats = [done - f[0] for f in frames]
             self.frame_lat_ns.extend(lats)
             self._lat_pending.extend(lats)
-        self._steps_pending.append((t1 - t0 if frames else -1, t2 - t1, t3 - t2, t3 - t0))
+        self._note_outputs(out)
+        self.recorder.write_pending()
+        if self._held_rows and (self._held_rows >= self.drain_rows
+                                or t2 - self._held_since_ns >= self.drain_after_ns):
+            self.drain_outputs()
+        t3 = time.perf_counter_ns()
+        self._steps_pending.extend((t1 - t0 if frames else -1, t2 - t1, t3 - t2, t3 - t0))
         self.step_ns.append(t3 - t0)
         if (t3 - t0) > self.lc.step_ms * NS_PER_MS:
             self.counts["deadline_miss"] += 1
@@ -424,6 +520,7 @@ class LiveRunner:
     def publish_metrics(self) -> None:
         """Add the hot path's plain-integer counts and latencies to the prometheus metrics (the runner calls this
         every ``METRICS_PUBLISH_NS`` of steps and at shutdown; frames and ticks make no metrics call)."""
+        self.drain_outputs()
         m = self.metrics
         c = self.counts
         for code, n in enumerate(self._frame_n):
@@ -443,7 +540,7 @@ class LiveRunner:
             observe_many(m.frame_latency, np.array(self._lat_pending, dtype=np.float64) / 1e9)
             self._lat_pending.clear()
         if self._steps_pending:
-            st = np.array(self._steps_pending, dtype=np.float64) / 1e9
+            st = np.array(self._steps_pending, dtype=np.float64).reshape(-1, 4) / 1e9
             self._steps_pending.clear()
             observe_many(self._stage[0], st[st[:, 0] >= 0, 0])
             observe_many(self._stage[1], st[:, 1])
@@ -546,85 +643,168 @@ class LiveRunner:
                 self.paper.set_gate(i, g)
                 self._ms[i]["halted"].set(g)
 
-    def _emit(self, out: dict) -> None:
+    def _on_actions(self, out: dict) -> None:
+        """The step's decisions to the real venue (real mode) and its rows to the rollout: the part of a step's
+        outputs that must be done before its actions count as emitted."""
         ro = self.rollout
         if ro is not None and (out["states"] or out["fills"] or out["oev"]):
             ro.on_step(out, self.step_ns[-1] if self.step_ns else 0)
         if self.real is not None and (self.failsafe is None or not self.failsafe.fs.active):
             self.real.on_step(out if ro is None else ro.real_out(out))
-        if not (out["states"] or out["fills"] or out["oev"] or out.get("decisions")):
+
+    def _note_outputs(self, out: dict) -> None:
+        """After the actions are emitted: a step's rows into the feature collectors (the book as the step left
+        it), and, with :attr:`defer_outputs`, counted for the next :meth:`drain_outputs`; else written now."""
+        self.scoring.on_output(out)
+        if not self.defer_outputs:
+            self._write_rows(out)
             return
-        specs = self.specs
-        for k in ("decisions", "dec_quotes", "dec_actions"):
-            self._dec_parts[k].extend(out.get(k, ()))
-        if out.get("decisions"):
-            self._dec_rows += sum(len(x) for x in out["decisions"])
+        if not (out["states"] or out["fills"] or out["oev"] or out["decisions"]):
+            return
+        if not self._held_rows:
+            self._held_since_ns = time.perf_counter_ns()
+        self._held_rows += sum(len(x) for k in ("states", "fills", "oev") for x in out[k])
+        nd = sum(len(x) for x in out["decisions"])
+        if nd:
+            self._held_dec_steps.append(nd)
+
+    def drain_outputs(self, *, force: bool = False) -> None:
+        """Write every held output row (defer_outputs): ticks/fills/orders JSON lines, decisions.parquet row
+        groups (cut where the per-step writes would have cut them), counters and gauges' values. ``force`` also
+        takes rows a failed step left in the loop's buffers."""
+        if self.paper is None or not (self._held_rows or self._held_dec_steps or force):
+            return
+        out = self.paper.take_outputs()
+        steps = self._held_dec_steps
+        self._held_dec_steps = []
+        self._held_rows = 0
+        self._write_rows(out, dec_steps=steps)
+
+    def _write_rows(self, out: dict, dec_steps: list[int] | None = None) -> None:
+        """Log rows (in order) and decision rows of one step, or of several (``dec_steps``: decision rows per
+        step, in order) in one call; counters and the last values the gauges publish."""
+        if out["decisions"]:
+            self._add_decisions(out, dec_steps)
+        for key, write in (("states", self._write_ticks), ("fills", self._write_fills), ("oev", self._write_orders)):
+            if out[key]:
+                write(np.concatenate(out[key]) if len(out[key]) > 1 else out[key][0])
+
+    def _write_ticks(self, r: np.ndarray) -> None:
+        """Decision-tick state rows: ticks.jsonl lines, the per-symbol counters and gauge values."""
+        n = len(self.specs)
+        s = r["symbol_id"]
+        tick = self._tick_arr[s]
+        reason = r["reason"]
+        gates = [self._gate_names.get(x) or self._gate_name(x) for x in reason.tolist()]
+        closed = np.array([g != "open" for g in gates], dtype=bool)
+        warm = np.array([g == "warmup" for g in gates], dtype=bool)
+        stale = np.array([g == "stale" for g in gates], dtype=bool)
+        dec = np.bincount(s, minlength=n)
+        miss = np.bincount(s[closed], minlength=n)
+        n_warm = np.bincount(s[warm], minlength=n)
+        n_stale = np.bincount(s[stale], minlength=n)
+        for i in np.flatnonzero(dec).tolist():
+            sn = self._sym_n[i]
+            sn[_DEC] += int(dec[i])
+            sn[_MISS] += int(miss[i])
+            sn[_HIT] += int(dec[i] - miss[i])
+            sn[_WARM] += int(n_warm[i])
+            sn[_STALE] += int(n_stale[i])
+            self._hits[i, 0] += int(dec[i] - miss[i])
+            self._hits[i, 1] += int(miss[i])
+        self.counts["warmup_skip"] += int(warm.sum())
+        bb, ba = r["best_bid_ticks"], r["best_ask_ticks"]
+        ok = (bb > -(2**61)) & (ba < 2**61)
+        mid = r["mid_ticks"] * tick
+        bid_q, ask_q = r["bid_qty"], r["ask_qty"]
+        pnl = r["pnl"]
+        for i in np.flatnonzero(dec).tolist():  # the gauges' values: the symbol's last row (with a book)
+            rows_i = np.flatnonzero(s == i)
+            last = int(rows_i[-1])
+            self._sym_acct[i] = (float(r["position"][last]), _fnum(pnl[last]))
+            with_book = rows_i[ok[rows_i]]
+            if len(with_book):
+                k = int(with_book[-1])
+                q = float(bid_q[k]) + float(ask_q[k])
+                self._sym_last[i] = (float(mid[k]), int(ba[k]) - int(bb[k]),
+                                     (float(bid_q[k]) - float(ask_q[k])) / q if q > 0 else 0.0)
+        qb, qa = r["quote_bid_ticks"], r["quote_ask_ticks"]
+        cols = (r["ts_local"].tolist(), self._sym_arr[s].tolist(), _or_none(bb * tick, ok), _or_none(ba * tick, ok),
+                _or_none(mid, np.isfinite(mid)), _or_none(qb * tick, qb >= 0), _or_none(qa * tick, qa >= 0),
+                r["n_quotes_bid"].tolist(), r["n_quotes_ask"].tolist(), r["n_actions"].tolist(),
+                r["n_working"].tolist(), r["position"].tolist(), r["fees"].tolist(),
+                _or_none(pnl, np.isfinite(pnl)), reason.tolist(), gates)
+        self._logs["ticks"].write(_json_lines(_TICK_KEYS, cols))
+
+    def _write_fills(self, f: np.ndarray) -> None:
+        """Paper fills: fills.jsonl lines and counters."""
+        ro, ticks, syms, n = self.rollout, self._tick_arr, self._sym_arr, len(self.specs)
+        s = f["symbol_id"]
+        for i, k in enumerate(np.bincount(s, minlength=n).tolist()):
+            self._sym_n[i][_FILLS] += k
+        self.counts["fills"] += len(f)
+        qa = f["queue_ahead_qty"]
+        seq = f["order_seq"].tolist()
+        route = (["paper"] * len(f) if ro is None else
+                 [ro.route_name(i, q) for i, q in zip(s.tolist(), seq)])
+        cols = (f["ts_exch"].tolist(), f["ts_local"].tolist(), syms[s].tolist(), f["order_id"].tolist(), seq,
+                f["side"].tolist(), (f["price_ticks"] * ticks[s]).tolist(), f["price_ticks"].tolist(),
+                f["qty"].tolist(), f["maker"].tolist(), f["fee"].tolist(), _or_none(qa, np.isfinite(qa)),
+                f["position_after"].tolist(), route)
+        self._logs["fills"].write(_json_lines(_FILL_KEYS, cols))
+
+    def _write_orders(self, e: np.ndarray) -> None:
+        """Order events: orders.jsonl lines and the orders-sent count (paper-routed SENT events)."""
+        ro, ticks, syms = self.rollout, self._tick_arr, self._sym_arr
+        s = e["symbol_id"]
+        kind = e["kind"]
+        sent = kind == _SENT
+        seq = e["order_seq"].tolist()
+        if ro is None:
+            self.counts["orders_sent"] += int(sent.sum())
+        else:
+            self.counts["orders_sent"] += sum(1 for j in np.flatnonzero(sent).tolist()
+                                              if ro.route_name(int(s[j]), seq[j]) == "paper")
+        cols = (e["ts_local"].tolist(), e["ts_exch"].tolist(), syms[s].tolist(), e["order_id"].tolist(), seq,
+                [_OEV_NAMES[_OEV_KINDS[k]] for k in kind.tolist()], e["side"].tolist(),
+                (e["price_ticks"] * ticks[s]).tolist(), e["qty"].tolist(), e["leaves_qty"].tolist(),
+                e["reason"].tolist())
+        self._logs["orders"].write(_json_lines(_ORDER_KEYS, cols))
+
+    def _gate_name(self, reason: int) -> str:
+        name = self._gate_names[reason] = gate_name(reason)
+        return name
+
+    def _add_decisions(self, out: dict, dec_steps: list[int] | None) -> None:
+        """Decision rows (and their quotes/actions) to the parts of decisions.parquet; a row group is written
+        once a step brings the held rows to :attr:`decisions_chunk_rows` (``dec_steps``: rows per step)."""
+        parts = {k: out[k] for k in ("decisions", "dec_quotes", "dec_actions")}
+        total = sum(len(x) for x in parts["decisions"])
+        if dec_steps is None or sum(dec_steps) != total:
+            dec_steps = [total]
+        if self._dec_rows + total < self.decisions_chunk_rows:  # (the usual case: no row group in these rows)
+            for k, v in parts.items():
+                self._dec_parts[k].extend(v)
+            self._dec_rows += total
+            return
+        dec, quotes, acts = (np.concatenate(v) if v else np.zeros(0, dtype=_DEC_DTYPES[k])
+                             for k, v in parts.items())
+        q_end = np.concatenate([[0], np.cumsum(dec["n_quotes"])])
+        a_end = np.concatenate([[0], np.cumsum(dec["n_actions"])])
+        i0 = i = 0
+        for nd in dec_steps:
+            i += nd
+            self._dec_rows += nd
             if self._dec_rows >= self.decisions_chunk_rows:
+                self._dec_parts["decisions"].append(dec[i0:i])
+                self._dec_parts["dec_quotes"].append(quotes[q_end[i0]:q_end[i]])
+                self._dec_parts["dec_actions"].append(acts[a_end[i0]:a_end[i]])
                 self._flush_decisions()
-        # Rows as dicts of Python scalars (one tolist() per array: a numpy record field read costs ~1 us).
-        for rows in out["states"]:
-            for r in _records(rows):
-                s = int(r["symbol_id"])
-                sym = specs[s].symbol
-                tick = specs[s].tick_size
-                sn = self._sym_n[s]
-                reason = int(r["reason"])
-                sn[_DEC] += 1
-                gate = gate_name(reason)
-                if gate != "open":
-                    sn[_MISS] += 1
-                    self._hits[s, 1] += 1
-                    if gate == "warmup":
-                        sn[_WARM] += 1
-                        self.counts["warmup_skip"] += 1
-                    elif gate == "stale":
-                        sn[_STALE] += 1
-                else:
-                    sn[_HIT] += 1
-                    self._hits[s, 0] += 1
-                bb, ba = int(r["best_bid_ticks"]), int(r["best_ask_ticks"])
-                ok = bb > -(2**61) and ba < 2**61
-                mid = float(r["mid_ticks"]) * tick
-                if ok:
-                    q = float(r["bid_qty"]) + float(r["ask_qty"])
-                    self._sym_last[s] = (mid, ba - bb, (float(r["bid_qty"]) - float(r["ask_qty"])) / q if q > 0 else 0.0)
-                self._sym_acct[s] = (float(r["position"]), _fnum(r["pnl"]))
-                self._logs["ticks"].write(_json_line({
-                    "ts_local": int(r["ts_local"]), "symbol": sym,
-                    "best_bid": bb * tick if ok else None, "best_ask": ba * tick if ok else None,
-                    "mid": _fnum(mid), "quote_bid": int(r["quote_bid_ticks"]) * tick if r["quote_bid_ticks"] >= 0 else None,
-                    "quote_ask": int(r["quote_ask_ticks"]) * tick if r["quote_ask_ticks"] >= 0 else None,
-                    "n_quotes_bid": int(r["n_quotes_bid"]), "n_quotes_ask": int(r["n_quotes_ask"]),
-                    "n_actions": int(r["n_actions"]), "n_working": int(r["n_working"]),
-                    "position": float(r["position"]), "fees": float(r["fees"]), "pnl": _fnum(r["pnl"]),
-                    "reason": reason, "gate": gate,
-                }))
-        for rows in out["fills"]:
-            for f in _records(rows):
-                s = int(f["symbol_id"])
-                sym = specs[s].symbol
-                self._sym_n[s][_FILLS] += 1
-                self.counts["fills"] += 1
-                self._logs["fills"].write(_json_line({
-                    "ts_exch": int(f["ts_exch"]), "ts_local": int(f["ts_local"]), "symbol": sym,
-                    "order_id": int(f["order_id"]), "order_seq": int(f["order_seq"]), "side": int(f["side"]),
-                    "price": int(f["price_ticks"]) * specs[s].tick_size, "price_ticks": int(f["price_ticks"]),
-                    "qty": float(f["qty"]), "maker": bool(f["maker"]), "fee": float(f["fee"]),
-                    "queue_ahead_qty": _fnum(f["queue_ahead_qty"]), "position_after": float(f["position_after"]),
-                    "route": "paper" if ro is None else ro.route_name(s, int(f["order_seq"])),
-                }))
-        for rows in out["oev"]:
-            for e in _records(rows):
-                s = int(e["symbol_id"])
-                kind = _OEV_KINDS[int(e["kind"])]
-                if kind == _SENT and (ro is None or ro.route_name(s, int(e["order_seq"])) == "paper"):
-                    self.counts["orders_sent"] += 1
-                self._logs["orders"].write(_json_line({
-                    "ts_local": int(e["ts_local"]), "ts_exch": int(e["ts_exch"]), "symbol": specs[s].symbol,
-                    "order_id": int(e["order_id"]), "order_seq": int(e["order_seq"]), "event": _OEV_NAMES[kind],
-                    "side": int(e["side"]), "price": int(e["price_ticks"]) * specs[s].tick_size,
-                    "qty": float(e["qty"]), "leaves_qty": float(e["leaves_qty"]), "reason": int(e["reason"]),
-                }))
+                i0 = i
+        if i0 < len(dec):
+            self._dec_parts["decisions"].append(dec[i0:])
+            self._dec_parts["dec_quotes"].append(quotes[q_end[i0]:])
+            self._dec_parts["dec_actions"].append(acts[a_end[i0]:])
 
     # ------------------------------------------------------------------------------------------ session
 
@@ -633,6 +813,10 @@ class LiveRunner:
         duration_s = self.lc.duration_s if duration_s is None else duration_s
         # Blocking REST and kernel loading off the event loop (a local venue may share it).
         await asyncio.to_thread(self.setup)
+        with session_gc():
+            return await self._run(duration_s)
+
+    async def _run(self, duration_s: float) -> dict:
         if self.real is not None:
             await self.real.start(self)
         self.t_start_ns = self.clock_ns()
@@ -652,6 +836,10 @@ class LiveRunner:
         keep = asyncio.create_task(self._keepalive())
         try:
             await self._processor(deadline)
+            self.feed_s = time.perf_counter() - t_wall
+        except BaseException:
+            self.save_outputs()
+            raise
         finally:
             self.stopping = True
             for t in (reader, keep):
@@ -687,6 +875,7 @@ class LiveRunner:
         if self.paper.started:
             self.process_pending(h, final_gate=int(LiveGate.SHUTDOWN))
         working_after = sum(self.paper.working_orders(i) for i in range(len(self.symbols)))
+        self.drain_outputs()
         self.publish_metrics()
         self.recorder.close()
         for f in self._logs.values():
@@ -702,20 +891,24 @@ class LiveRunner:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         return summary
 
+    def save_outputs(self) -> None:
+        """A failed session: write every held output row, flush the logs and the recording, and close
+        decisions.parquet with the rows so far (each part on its own, so one failure does not stop the rest)."""
+        for part in (lambda: self.drain_outputs(force=True), *(f.flush for f in self._logs.values()), self.recorder.flush,
+                     lambda: self._flush_decisions(final=True)):
+            try:
+                part()
+            except Exception as exc:  # noqa: BLE001 - the session's own error is the one raised
+                self.server_log.append(f"saving outputs after a failure: {type(exc).__name__}: {exc}")
+
     def _flush_decisions(self, final: bool = False) -> None:
         """Write the held decision rows to decisions.parquet (the backtest's columns,
         ``mmlab.sim.decisions.decisions_frame``) as one row group; ``final`` closes the file. A session that never
         filled a chunk writes the file once at the end."""
         from mmlab.sim import engine
-        from mmlab.types import (
-            decision_quote_dtype,
-            decision_row_dtype,
-            sim_action_dtype,
-        )
 
-        dtypes = {"decisions": decision_row_dtype, "dec_quotes": decision_quote_dtype, "dec_actions": sim_action_dtype}
-        out = {k: np.concatenate(v) if v else np.zeros(0, dtype=dtypes[k]) for k, v in self._dec_parts.items()}
-        self._dec_parts = {k: [] for k in dtypes}
+        out = {k: np.concatenate(v) if v else np.zeros(0, dtype=_DEC_DTYPES[k]) for k, v in self._dec_parts.items()}
+        self._dec_parts = {k: [] for k in _DEC_DTYPES}
         self._dec_rows = 0
         rows = out["decisions"]
         timing = np.zeros(len(rows), dtype=np.dtype([("tick_ns", rows.dtype["tick_ns"]),
@@ -766,7 +959,7 @@ class LiveRunner:
         c = self.counts
         return {
             "mode": "paper", "venue": self.venue, "symbols": self.symbols, "config_id": self.cfg.config_id,
-            "strategy": self.cfg.strategy.name, "wall_s": wall_s,
+            "strategy": self.cfg.strategy.name, "wall_s": wall_s, "feed_s": self.feed_s,
             "frames": int(sum(v for k, v in c.items() if k.startswith("frames_"))),
             "frames_by_kind": {k[len("frames_"):]: int(v) for k, v in sorted(c.items()) if k.startswith("frames_")},
             "events": int(self.paper.events), "events_bbo_skipped": int(self.paper.events_bbo_skipped),
