@@ -225,9 +225,11 @@ class ModelConfig:
     scoring: str = "batch"  # "batch" (one onnxruntime call) or "row" (tick by tick, the live path)
     tau_entry: float | None = None  # override of the model's tau_entry (new quotes need score >= it)
     tau_hold: float | None = None  # override of the model's tau_hold (working orders need score >= it)
+    backend: str = "compiled"  # "compiled" (numba tree kernels, checked against onnxruntime at load) or "onnxruntime"
 
     def validate(self) -> None:
         _check(self.features in ("model", "sidecar"), "model", "features", self.features, "must be 'model' or 'sidecar'")
+        _check(self.backend in ("compiled", "onnxruntime"), "model", "backend", self.backend, "must be 'compiled' or 'onnxruntime'")
         _check(self.scoring in ("batch", "row"), "model", "scoring", self.scoring, "must be 'batch' or 'row'")
         for k in ("tau_entry", "tau_hold"):
             v = getattr(self, k)

@@ -1465,3 +1465,25 @@ collector_state_dtype = np.dtype(
     ],
     align=True,
 )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiled scoring of exported tree ensembles (mmlab.ml.trees_nb).
+# ---------------------------------------------------------------------------------------------------------------
+
+class PostTransform(IntEnum):
+    """What turns the float32 sum of leaf values (plus base value) into the score."""
+
+    NONE = 0  # the raw sum
+    LOGISTIC = 1  # 1 / (1 + exp(-s)) in float32, as onnxruntime's LOGISTIC post transform
+
+
+# One node as the kernels read it: go to ``child_true`` when ``row[slot] <= threshold`` (an ordered float32
+# comparison: false for NaN), else to ``child_false``. ``slot`` indexes the extended row [x, -x] (see
+# :func:`mmlab.ml.trees_nb._uniform`); children are word offsets (4 x node index); a leaf points to itself.
+tree_node_dtype = np.dtype([("threshold", np.float32), ("slot", np.uint32), ("child_false", np.uint32),
+                            ("child_true", np.uint32)], align=True)
+
+# Canonical form: x[feature] <= threshold -> lo, else hi; NaN -> lo if nan_lo else hi.
+tree_canonical_node_dtype = np.dtype([("threshold", np.float32), ("feature", np.int64), ("nan_lo", np.int64),
+                                      ("lo", np.int64), ("hi", np.int64)])

@@ -7,7 +7,8 @@ the model registry, release checks and inference.
   ``lgbm_meta.json``.
 - :mod:`mmlab.ml.export` — ONNX (opset 17, ai.onnx.ml 3) and the LightGBM/onnxruntime parity check.
 - :mod:`mmlab.ml.registry` — ``models/registry/manifest.json``: list, promote (active/shadow), rollback.
-- :mod:`mmlab.ml.infer` — onnxruntime scoring, single row and batch (imports only onnxruntime and mmlab.types).
+- :mod:`mmlab.ml.infer` — scoring, single row and batch: compiled tree kernels (:mod:`mmlab.ml.trees_nb`, checked
+  against onnxruntime at load) or onnxruntime; never LightGBM or scikit-learn.
 - :mod:`mmlab.ml.release` — ``mmlab release check``: schema, metrics against the active model, parity, backtest gates.
 - :mod:`mmlab.ml.loop_scores` — model scores in the backtest loop (``[model] id``).
 

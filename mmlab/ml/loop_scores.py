@@ -7,7 +7,7 @@ stages (``grid`` as ``grid_pipeline``) with a model score at every decision tick
    function that built the training set (:func:`mmlab.ml.dataset.tick_features`) from a run of the same data and
    decision clock without the model. Those features read only the local book at decision times, which our orders
    never alter, so they equal what the scored run sees at each tick (causal: no value looks past its tick);
-2. the active (or named) model scores every tick in one onnxruntime batch (``[model] scoring = "row"`` scores
+2. the active (or named) model scores every tick in one batch (``[model] backend``) (``[model] scoring = "row"`` scores
    tick by tick through the live path's ``score_row`` instead: the same numbers, see the tests);
 3. the scores go to the strategy's state rows; :func:`scored_pipeline_decide_nb` puts the tick's score into
    ``inp.model_score`` before ``decide_nb``: ``queue_aware`` compares it with ``tau_entry`` (new quotes) and
@@ -115,7 +115,7 @@ def _scorer(mc, model_id: str):
     from mmlab.ml.infer import OnnxScorer
 
     d = _model_dir(mc, model_id)
-    sc = OnnxScorer(d)
+    sc = OnnxScorer(d, backend=mc.backend)
     feats = list(sc.features)
     if mc.features == "sidecar":
         side = read_sidecar(d / "dataset.parquet")

@@ -127,13 +127,19 @@ def test_train_cli_forms(btc_run, tmp_path):
         export_onnx(tmp_path / "nothing")
 
 
-def test_infer_imports_no_training_library(trained):
+@pytest.mark.parametrize("backend", ["compiled", "onnxruntime"])
+def test_infer_imports_no_training_library(trained, backend):
     code = ("import json, sys; import numpy as np; from mmlab.ml.infer import OnnxScorer; "
-            f"s = OnnxScorer({str(trained)!r}); s.score_row(np.zeros(len(s.features))); print(json.dumps(sorted(sys.modules)))")
+            f"s = OnnxScorer({str(trained)!r}, backend={backend!r}); s.score_row(np.zeros(len(s.features))); "
+            "s.score_batch(np.zeros((3, len(s.features)))); print(json.dumps(sorted(sys.modules)))")
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout))
-    for bad in ("lightgbm", "sklearn", "skl2onnx", "onnxmltools", "polars", "numba", "mmlab.ml.train", "mmlab.sim"):
+    for bad in ("lightgbm", "sklearn", "skl2onnx", "onnxmltools", "polars", "mmlab.ml.train", "mmlab.sim"):
         assert bad not in loaded, bad
     assert "onnxruntime" in loaded
+    # The compiled backend's kernels are numba's (the live runner loads numba anyway); no backend loads the onnx
+    # package (the compiled one decodes the graph itself).
+    assert ("numba" in loaded and "mmlab.ml.trees_nb" in loaded) == (backend == "compiled")
+    assert "onnx" not in loaded and "google.protobuf" not in loaded
 
 
 def test_batch_scores_equal_row_scores(trained):
