@@ -6,8 +6,19 @@ Prints, all measured in this run:
 
 * baseline: ``run_backtest(cfg, events=..., symbols=...)`` of each segment (a plain backtest with every frame
   and the decisions frame) for the parameter sets the 1-worker study sampled, and its compiled loop share;
-* 1 worker: trials/min; per trial the segments' backtests as a trial runs them (``sim_s``), the sampler's
-  suggestions, the objective, the whole trial including storage writes; overheads as % of the baseline;
+* the simulation itself: the same parameter sets' segment runs exactly as a trial makes them
+  (``mmlab.hpo.objective.run_segment``), timed alone in this process. The 1-worker studies run in chunks of
+  ``--chunk`` trials (``run_study``'s optimization loop resumed on the same study object), each chunk
+  followed by the runs alone of its trials, so the other load of the machine moves both about equally (it
+  moves each by tens of % within minutes);
+* 1 worker with the default ``study.ask_ahead = false`` (ask, run, tell one by one, Optuna's
+  ``study.optimize``) and with ``ask_ahead = true`` (the sampler and the storage writes work in a background
+  thread while the trial's compiled loop runs): trials/min, and the **overhead per trial**: study wall time per trial
+  beyond the simulation itself, in % of it: everything a trial costs besides its backtests (sampler, config,
+  combining segments, result attributes, storage writes, thread hand-overs, the sim's slowdown from sharing
+  the GIL). The in-trial timings (``sim_s``, sampler, objective, Optuna's trial duration) are printed too;
+  with ``ask_ahead`` they overlap (the sampler of trial n+1 runs during trial n, and ``sim_s`` includes time
+  the background thread held the GIL), so only the wall-time overhead is comparable between the modes;
 * worker start-up: a spawned process importing mmlab, loading the events and binding the compiled loop
   (what a second worker pays before its first trial), timed on its own;
 * 2 workers: trials/min end to end and after start-up, the scaling ratio, the trials each process ran;
@@ -70,9 +81,13 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="K of the --batch K study")
     ap.add_argument("--storage", choices=("journal", "sqlite"), default="journal")
     ap.add_argument("--sampler", choices=("tpe", "random", "qmc"), default="tpe")
+    ap.add_argument("--chunk", type=int, default=30, help="trials per chunk of the 1-worker studies")
     args = ap.parse_args()
+    import dataclasses
+
     from mmlab.data.ingest import IngestOptions, ingest
-    from mmlab.hpo.runner import create_study, run_study
+    from mmlab.hpo.objective import run_segment
+    from mmlab.hpo.runner import _optimize, create_study, run_study
     from mmlab.hpo.segments import load_segments
     from mmlab.hpo.study import parse_study
     from mmlab.sim.engine import run_backtest
@@ -81,31 +96,79 @@ def main() -> int:
     ingest([REAL / "usdm_btcusdt_20240718.gz", REAL / "usdm_btcusdt_20240719.gz"], "binance-usdm", tmp / "store",
            IngestOptions())
 
-    def study(name: str):
-        return parse_study(_study_dict(tmp / "store", name, args.sampler))
+    def study(name: str, ask_ahead: bool = False):
+        return dataclasses.replace(parse_study(_study_dict(tmp / "store", name, args.sampler)), ask_ahead=ask_ahead)
 
     def url(name: str) -> str:
         return f"journal:{tmp / (name + '.log')}" if args.storage == "journal" else f"sqlite:///{tmp / (name + '.db')}"
 
-    def timed_study(name: str, jobs: int = 1, batch: int = 1) -> tuple[float, list]:
+    def timed_study(name: str, jobs: int = 1, batch: int = 1, ask_ahead: bool = False) -> tuple[float, list]:
         t = time.perf_counter()
-        run_study(study(name), args.trials, storage=url(name), jobs=jobs, out=tmp / name, export=False, batch=batch)
+        run_study(study(name, ask_ahead), args.trials, storage=url(name), jobs=jobs, out=tmp / name, export=False,
+                  batch=batch)
         wall = time.perf_counter() - t
-        return wall, _done(create_study(study(name), url(name)))
+        return wall, _done(create_study(study(name, ask_ahead), url(name)))
+
+    def alone_s(trials: list) -> float:
+        """The trials' segment runs as a trial makes them, timed alone."""
+        tot = 0.0
+        for tr in trials:
+            cfg = sc.trial_config(tr.params)
+            for seg in segs:
+                t = time.perf_counter()
+                run_segment(cfg, specs, seg)
+                tot += time.perf_counter() - t
+        return tot
+
+    def chunked_study(name: str, ask_ahead: bool) -> tuple[float, list, float]:
+        """(study wall, completed trials, their runs alone), chunk by chunk: the study is created once and
+        each chunk is ``run_study``'s optimization loop (``runner._optimize``) resumed for ``--chunk`` trials."""
+        sc_ = study(name, ask_ahead)
+        st = create_study(sc_, url(name))
+        wall = alone = 0.0
+        seen: set = set()
+        for k in range(0, args.trials, args.chunk):
+            m = min(args.chunk, args.trials - k)
+            t = time.perf_counter()
+            _optimize(st, sc_, m, len(st.get_trials(deepcopy=False)) + m)
+            wall += time.perf_counter() - t
+            new = [tr for tr in _done(st) if tr.number not in seen]
+            seen.update(tr.number for tr in new)
+            alone += alone_s(new)
+        return wall, _done(st), alone
+
+    def report(label: str, wall: float, done: list, alone: float) -> float:
+        n = len(done)
+        attrs = [tr.user_attrs["result"] for tr in done]
+        sim = sum(a["sim_s"] for a in attrs)
+        sug = sum(a.get("suggest_s", 0.0) for a in attrs)
+        wait = sum(a.get("wait_s", 0.0) for a in attrs)
+        obj = sum(a["trial_s"] for a in attrs)
+        dur = sum(tr.duration.total_seconds() for tr in done)
+        print(f"{label}: {n} trials in {wall:.2f} s = {n / wall * 60:.1f} trials/min; per trial: wall "
+              f"{wall / n * 1e3:.1f} ms, the simulation itself (run alone) {alone / n * 1e3:.1f} ms")
+        print(f"  overhead per trial beyond the simulation itself: {100 * (wall - alone) / alone:+.1f} % "
+              f"({(wall - alone) / n * 1e3:.1f} ms; goal < 5 %)")
+        print(f"  in-trial timings per trial: sim_s {sim / n * 1e3:.1f} ms, sampler {sug / n * 1e3:.1f} ms "
+              f"(waited for {wait / n * 1e3:.1f} ms), objective {obj / n * 1e3:.1f} ms, Optuna trial duration "
+              f"{dur / n * 1e3:.1f} ms")
+        return n / wall * 60
 
     print(f"study: {args.trials} trials, 2 segments (UTC days) each, sampler {args.sampler}, {args.storage} storage")
     # Warm-up: loads the compiled loop from numba's cache and the events into this process.
     run_study(study("warm"), 2, storage=url("warm"), out=tmp / "warm", export=False)
 
-    # 1 worker.
-    wall1, done = timed_study("jobs1")
-    n = len(done)
-    rate1 = n / wall1 * 60.0
-    print(f"1 worker: {n} trials in {wall1:.2f} s = {rate1:.1f} trials/min")
-
-    # Baseline: plain run_backtest of the same parameter sets on the same segments, in this process.
     sc = study("jobs1")
     specs, segs = load_segments(sc.base_config(), sc.segment_ns)
+    # 1 worker, one by one (the default), then with the sampler working ahead (ask_ahead = true).
+    wall1, done, alone1 = chunked_study("jobs1", ask_ahead=False)
+    n = len(done)
+    rate1 = report("1 worker (ask_ahead = false, the default)", wall1, done, alone1)
+    wall_a, done_a, alone_a = chunked_study("jobs1_ahead", ask_ahead=True)
+    rate_a = report("1 worker, ask_ahead = true", wall_a, done_a, alone_a)
+    print(f"  ask_ahead = true / false: {rate_a / rate1:.2f}x trials/min")
+
+    # Baseline: plain run_backtest of the same parameter sets on the same segments, in this process.
     base_s = loop_s = 0.0
     for tr in done:
         cfg = sc.trial_config(tr.params)
@@ -116,24 +179,13 @@ def main() -> int:
             loop_s += res.summary["loop_s"]
     res_attrs = [tr.user_attrs["result"] for tr in done]
     sim = sum(a["sim_s"] for a in res_attrs)
-    sug = sum(a.get("suggest_s", 0.0) for a in res_attrs)
-    obj = sum(a["trial_s"] for a in res_attrs)
-    dur = sum(tr.duration.total_seconds() for tr in done)
 
     def per(x: float) -> float:
         return x / n * 1e3
 
-    print(f"  baseline run_backtest per trial (2 segments, all frames): {per(base_s):.1f} ms "
-          f"(compiled loop {per(loop_s):.1f} ms = {100 * loop_s / base_s:.0f} %)")
-    print(f"  per trial: backtests as a trial runs them {per(sim):.1f} ms, sampler {per(sug):.1f} ms, "
-          f"objective {per(obj):.1f} ms, whole trial incl. {args.storage} storage {per(dur):.1f} ms, "
-          f"wall per trial {wall1 / n * 1e3:.1f} ms")
-    print(f"  trial backtests / baseline: {sim / base_s:.2f}x")
-    print(f"  overhead beyond the baseline simulation: objective {100 * (obj - base_s) / base_s:+.1f} %, "
-          f"whole trial {100 * (dur - base_s) / base_s:+.1f} %, wall {100 * (wall1 - base_s) / base_s:+.1f} % "
-          "(goal < 5 %)")
-    print(f"  beyond the trial's own backtests: objective {100 * (obj - sim) / sim:+.1f} % "
-          f"(of which sampler {100 * sug / sim:.1f} %), whole trial {100 * (dur - sim) / sim:+.1f} %")
+    print(f"baseline run_backtest per trial (2 segments, all frames): {per(base_s):.1f} ms "
+          f"(compiled loop {per(loop_s):.1f} ms = {100 * loop_s / base_s:.0f} %); 1-worker study wall per trial "
+          f"/ baseline {wall1 / base_s:.2f}x, trial backtests (sim_s) / baseline {sim / base_s:.2f}x")
 
     # Worker start-up, on its own (what run_study(jobs=2) pays once for its second process).
     with mp.get_context("spawn").Pool(1) as pool:

@@ -314,6 +314,7 @@ class LiveConfig:
     connect_timeout_s: float = 10.0
     queue_max: int = 1024  # bounded frame queue (entries); a full queue coalesces (backpressure_total)
     max_backlog_frames: int = 200_000  # beyond this backlog, book frames are dropped and the books re-synced
+    latency_budget_us: float = 100.0  # a received frame waits at most this long for frames read ahead to join its step
     kill_switch_file: str | None = None  # while this file exists: HARD guard, cancel all
     metrics_port: int = 0  # Prometheus /metrics port; 0 = off
     duration_s: float = 0.0  # stop after this long; 0 = until interrupted
@@ -365,6 +366,8 @@ class LiveConfig:
                "must be >= backoff_initial_s")
         _check(self.queue_max >= 1, s, "queue_max", self.queue_max, "must be >= 1")
         _check(self.max_backlog_frames >= 1, s, "max_backlog_frames", self.max_backlog_frames, "must be >= 1")
+        _check(self.latency_budget_us >= 0, s, "latency_budget_us", self.latency_budget_us,
+               "must be >= 0 (0 = step every frame as it is received)")
         _check(0 <= self.metrics_port < 65536, s, "metrics_port", self.metrics_port, "must be a port number (0 = off)")
         for k in ("tick_sizes", "lot_sizes"):
             v = getattr(self, k)
@@ -536,6 +539,52 @@ def load_config(source: str | os.PathLike | dict | None = None, overrides: list[
     for name in SECTIONS:
         getattr(cfg, name).validate()
     return cfg
+
+
+#: Base configs whose sections were all validated by :func:`replace_keys` (by id, with a weak reference).
+_VALIDATED: dict[int, Any] = {}
+
+
+def _forget(cid: int):
+    """Weak-reference callback dropping a collected config from :data:`_VALIDATED`."""
+    return lambda _ref: _VALIDATED.pop(cid, None)
+
+
+def replace_keys(cfg: BacktestConfig, values: dict) -> BacktestConfig | None:
+    """``cfg`` with ``section.key`` values set, without re-parsing the unchanged sections: the changed sections are
+    rebuilt with ``dataclasses.replace`` (values coerced as :func:`load_config` does) and validated. Returns the
+    config :func:`load_config` of ``cfg.to_dict()`` with those keys set would return, or None when the caller
+    must take that slow path: a key of another shape (``pipeline.<stage>.<key>``, a section of its own) or any
+    error (so the error messages stay those of :func:`load_config`)."""
+    import weakref
+
+    changes: dict[str, dict] = {}
+    for key, value in values.items():
+        parts = str(key).split(".")
+        if len(parts) != 2 or parts[0] not in SECTIONS or parts[0] == "pipeline":
+            return None
+        changes.setdefault(parts[0], {})[parts[1]] = value
+    try:
+        ref = _VALIDATED.get(id(cfg))
+        if ref is None or ref() is not cfg:
+            for name in SECTIONS:
+                getattr(cfg, name).validate()
+            _VALIDATED[id(cfg)] = weakref.ref(cfg, _forget(id(cfg)))
+        new = {}
+        for section, cls in SECTIONS.items():
+            if section not in changes:
+                continue
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            kwargs = {}
+            for key, value in changes[section].items():
+                if key not in fields:
+                    return None
+                kwargs[key] = _coerce(section, fields[key], value)
+            new[section] = dataclasses.replace(getattr(cfg, section), **kwargs)
+            new[section].validate()
+        return dataclasses.replace(cfg, **new)
+    except ConfigError:
+        return None
 
 
 def _toml_value(v: Any) -> str:

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from mmlab.hpo.study import StudyConfig, load_study, parse_study
 STUDY_ATTR = "mmlab_study"
 #: Constraint violation stored for an undefined metric (JSON has no infinity).
 UNDEFINED_VIOLATION = 1e300
+#: Thread switch interval (s) while the sampler works ahead in a background thread (see :func:`_optimize_ahead`).
+ASK_AHEAD_SWITCH_S = 0.0005
 
 
 def default_out_dir(name: str) -> Path:
@@ -62,16 +65,50 @@ def driver_url(url: str) -> str:
     return url
 
 
+#: A journal file is flushed to the OS at every write (other processes read it at once; a crash of the process
+#: loses nothing) but synced to disk at most this often (s): an OS crash or power loss loses at most the
+#: writes of the last interval. Optuna's own backend syncs every write (~1 ms each, several per trial).
+JOURNAL_FSYNC_S = 1.0
+
+
+def _journal_backend(path: str):
+    """Optuna's journal file backend, syncing to disk at most every :data:`JOURNAL_FSYNC_S` (see there)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        from optuna.storages.journal._file import get_lock_file
+    except ImportError:  # an Optuna whose internals differ: its own backend (syncs every write)
+        return JournalFileBackend(path)
+
+    class _Backend(JournalFileBackend):
+        _last_sync = 0.0
+
+        def append_logs(self, logs: list) -> None:
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                now = time.monotonic()
+                if now - self._last_sync >= JOURNAL_FSYNC_S:
+                    os.fsync(f.fileno())
+                    self._last_sync = now
+
+    backend = _Backend(path)
+    if not (hasattr(backend, "_lock") and hasattr(backend, "_file_path")):
+        return JournalFileBackend(path)  # (the same fallback for other internals)
+    return backend
+
+
 def open_storage(url: str):
     """An Optuna storage object for a canonical URL (see :func:`resolve_storage`)."""
     import optuna
 
     if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
 
         path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(_journal_backend(str(path)))
     if url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
     try:
@@ -169,13 +206,39 @@ def load_stored_study(study_name: str, storage_url: str, worker_index: int = 1):
     return study, sc
 
 
-def make_objective(sc: StudyConfig):
-    """The Optuna objective of a study: suggest, run segment by segment (pruning), record metrics as attributes."""
+def _evaluate_trial(trial, sc: StudyConfig, cfg, thresholds, checked: list, before_prune=None):
+    """Run one trial's config segment by segment: check the metrics once, report the first objective after each
+    segment and stop with ``optuna.TrialPruned`` when the pruner says so. ``before_prune()`` is called before
+    each report (the ask-ahead loop waits there until the previous trial is told, so the pruner sees the same
+    trials whatever the timing)."""
     import optuna
 
     from mmlab.hpo.objective import check_metrics, evaluate, metric
-    from mmlab.hpo.regimes import RegimeThresholds
     from mmlab.hpo.segments import load_segments
+
+    specs, segs = load_segments(cfg, sc.segment_ns, thresholds)
+
+    def on_segment(k: int, combined: dict) -> None:
+        if not checked[0]:
+            check_metrics(combined, list(sc.metrics) + [c.metric for c in sc.constraints])
+            checked[0] = True
+        if sc.multi_objective or len(segs) < 2 or sc.pruner == "none":
+            return
+        v = metric(combined, sc.metrics[0])
+        if v is not None:
+            if before_prune is not None:
+                before_prune()
+            trial.report(v, k)
+            if k < len(segs) - 1 and trial.should_prune():
+                trial.set_user_attr("pruned_after_segment", segs[k].label)
+                raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
+
+    return evaluate(cfg, specs, segs, on_segment=on_segment)
+
+
+def make_objective(sc: StudyConfig):
+    """The Optuna objective of a study: suggest, run segment by segment (pruning), record metrics as attributes."""
+    from mmlab.hpo.regimes import RegimeThresholds
 
     thresholds = RegimeThresholds.from_dict(sc.regimes)
     checked = [False]
@@ -189,31 +252,18 @@ def make_objective(sc: StudyConfig):
         except ConfigError as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        specs, segs = load_segments(cfg, sc.segment_ns, thresholds)
-
-        def on_segment(k: int, combined: dict) -> None:
-            if not checked[0]:
-                check_metrics(combined, list(sc.metrics) + [c.metric for c in sc.constraints])
-                checked[0] = True
-            if sc.multi_objective or len(segs) < 2 or sc.pruner == "none":
-                return
-            v = metric(combined, sc.metrics[0])
-            if v is not None:
-                trial.report(v, k)
-                if k < len(segs) - 1 and trial.should_prune():
-                    trial.set_user_attr("pruned_after_segment", segs[k].label)
-                    raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
-
-        ev = evaluate(cfg, specs, segs, on_segment=on_segment)
+        ev = _evaluate_trial(trial, sc, cfg, thresholds, checked)
         return _record_result(trial, sc, ev, t0, suggest_s)
 
     return objective
 
 
-def _record_result(trial, sc: StudyConfig, ev, t0: float, suggest_s: float | None = None):
+def _record_result(trial, sc: StudyConfig, ev, t0: float, suggest_s: float | None = None,
+                   trial_s: float | None = None, wait_s: float | None = None):
     """Store a trial's evaluation as its ``result`` attribute (summary, segments, regimes, constraints) and
     return its objective value(s). Timings: ``sim_s`` (the segments' backtests), ``suggest_s`` (the sampler's
-    suggestions), ``trial_s`` (the whole objective up to this write)."""
+    suggestions), ``trial_s`` (the whole objective up to this write, or the given value), ``wait_s`` (ask-ahead
+    loop: time the run waited for this trial's suggestions)."""
     from mmlab.hpo.objective import metric
 
     summary = ev.summary
@@ -244,9 +294,11 @@ def _record_result(trial, sc: StudyConfig, ev, t0: float, suggest_s: float | Non
             attrs["error"] = f"metric {m} is undefined for this parameter set (e.g. no fills)"
             v = math.nan
         out.append(v)
-    attrs["trial_s"] = time.perf_counter() - t0
+    attrs["trial_s"] = time.perf_counter() - t0 if trial_s is None else trial_s
     if suggest_s is not None:
         attrs["suggest_s"] = suggest_s
+    if wait_s is not None:
+        attrs["wait_s"] = wait_s
     trial.set_user_attr("result", attrs)
     return out[0] if len(out) == 1 else tuple(out)
 
@@ -257,6 +309,8 @@ def _optimize(study, sc: StudyConfig, n_trials: int, target_total: int | None, b
 
     if batch > 1:
         return _optimize_batch(study, sc, n_trials, target_total, batch)
+    if sc.ask_ahead:
+        return _optimize_ahead(study, sc, n_trials, target_total)
     callbacks = [MaxTrialsCallback(target_total, states=None)] if target_total is not None else []
     before = len(study.trials)
     if target_total is not None and before >= target_total:
@@ -265,6 +319,138 @@ def _optimize(study, sc: StudyConfig, n_trials: int, target_total: int | None, b
                    gc_after_trial=False)
     del optuna
     return len(study.trials) - before
+
+
+def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | None) -> int:
+    """Run up to ``n_trials`` trials (stopping once the study holds ``target_total``) with the sampler working
+    ahead: while trial n's backtests run here (the compiled loop releases the GIL), one background thread
+    stores trial n-1's result and asks trial n+1.
+
+    The background thread does all of the study's sampling and result writes, strictly in this order::
+
+        ask 0, ask 1, tell 0, ask 2, tell 1, ask 3, tell 2, ...
+
+    so ask n (the sampler drawing trial n's parameters, and building its config) always sees trials 0..n-2
+    finished and trial n-1 running, whatever the timing: a seeded study gives the same trials run after run
+    (not the trials of ``ask_ahead = false``, where ask n sees trial n-1 finished too). A trial's pruning
+    reports wait until the previous trial is told, so the pruner also sees the same finished trials. A trial
+    is asked only while this process has run fewer than ``n_trials`` and the study holds fewer than
+    ``target_total`` (running ones included), so no asked trial is left unrun when the loop ends normally;
+    after an error the trial asked ahead is told FAIL (``error`` attribute) and the error is raised.
+
+    The background thread starts each piece of work (an ask, a tell) only while this thread is inside the
+    compiled loop, which releases the GIL (``mmlab.sim.engine.LOOP_GATE``), or while this thread waits for
+    it: the sampler then takes no CPU time from the trial's Python work, and on a free core costs no wall
+    time at all. While the loop runs, the interpreter's thread switch interval is lowered to
+    :data:`ASK_AHEAD_SWITCH_S` (restored after): a trial leaving the compiled loop gets the GIL back from a
+    background piece still running after at most that long instead of Python's default 5 ms."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from mmlab.hpo.regimes import RegimeThresholds
+    from mmlab.sim import engine
+
+    thresholds = RegimeThresholds.from_dict(sc.regimes)
+    checked = [False]
+    log = logging.getLogger(__name__)
+    before = len(study.get_trials(deepcopy=False))
+    if target_total is not None and before >= target_total:
+        return 0
+
+    gate = threading.Event()  # set: the background thread may start a piece of work
+
+    def wait_for(fut):
+        """This thread waits for a background result: let the background thread run meanwhile."""
+        if not fut.done():
+            gate.set()
+        try:
+            return fut.result()
+        finally:
+            gate.clear()
+
+    def ask():
+        gate.wait()
+        if target_total is not None and len(study.get_trials(deepcopy=False)) >= target_total:
+            return None
+        t = time.perf_counter()
+        trial = study.ask()
+        values = {p.key: p.suggest(trial) for p in sc.params}
+        suggest_s = time.perf_counter() - t
+        try:
+            return trial, sc.trial_config(values), None, suggest_s
+        except ConfigError as exc:
+            return trial, None, exc, suggest_s
+
+    def tell(trial, ev, exc, t0: float, suggest_s: float, trial_s: float, wait_s: float) -> None:
+        gate.wait()
+        if exc is None:
+            study.tell(trial, _record_result(trial, sc, ev, t0, suggest_s, trial_s=trial_s, wait_s=wait_s))
+        elif isinstance(exc, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            if isinstance(exc, MmlabError):
+                log.warning("trial %d failed: %s", trial.number, exc)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmlab-hpo-ask")
+    switch_s = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_s, ASK_AHEAD_SWITCH_S))
+    prev_gate = engine.LOOP_GATE
+    engine.LOOP_GATE = gate
+    asked = 0
+    nxt = pool.submit(ask)
+    asked += 1
+    told = None
+    tells: list = []  # tells not yet checked (a failed write raises here, in order)
+    try:
+        while nxt is not None:
+            while tells and tells[0].done():
+                tells.pop(0).result()
+            t_wait = time.perf_counter()
+            item = wait_for(nxt)
+            if item is None:
+                break
+            trial, cfg, exc, suggest_s = item
+            nxt = None
+            if asked < n_trials:
+                nxt = pool.submit(ask)
+                asked += 1
+            t0 = time.perf_counter()
+            wait_s = t0 - t_wait
+            ev = None
+            if exc is None:
+                prev = told
+                try:
+                    ev = _evaluate_trial(trial, sc, cfg, thresholds, checked,
+                                         before_prune=None if prev is None else (lambda f=prev: wait_for(f)))
+                except (optuna.TrialPruned, MmlabError) as e:
+                    exc = e
+                except BaseException as e:
+                    told = pool.submit(tell, trial, None, e, t0, suggest_s, 0.0, wait_s)
+                    raise
+            told = pool.submit(tell, trial, ev, exc, t0, suggest_s, time.perf_counter() - t0, wait_s)
+            tells.append(told)
+        gate.set()
+        for f in tells:
+            f.result()
+    except BaseException:
+        gate.set()
+        if nxt is not None:
+            item = nxt.result()
+            if item is not None:
+                pool.submit(tell, item[0], None, MmlabError("not run: the study stopped on an error"), 0.0,
+                            item[3], 0.0, 0.0).result()
+        raise
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+        engine.LOOP_GATE = prev_gate
+        sys.setswitchinterval(switch_s)
+    return len(study.get_trials(deepcopy=False)) - before
 
 
 def _optimize_batch(study, sc: StudyConfig, n_trials: int, target_total: int | None, batch: int) -> int:

@@ -10,6 +10,7 @@ A study TOML reads::
     split = "day"                 # day | none | "<N>min": the data window's segments, run in order
     top_n = 5                     # trials exported as presets
     base_config = "grid_btcusdt.toml"   # optional; [base] tables override it (path relative to this file)
+    ask_ahead = false             # true: sample trial n+1 while trial n's compiled loop runs (mmlab.hpo.runner)
 
     [base.data]                   # the same schema as `mmlab backtest --config`
     root = "data"
@@ -51,14 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlab.config import SECTIONS, BacktestConfig, dumps_toml, load_config
+from mmlab.config import SECTIONS, BacktestConfig, dumps_toml, load_config, replace_keys
 from mmlab.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "nsga2", "qmc")
 PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving")
 DIRECTIONS = ("maximize", "minimize")
 STUDY_KEYS = {"name", "sampler", "seed", "pruner", "split", "top_n", "base_config", "n_startup_trials",
-              "percentile", "regime_metrics"}
+              "percentile", "regime_metrics", "ask_ahead"}
 TOP_SECTIONS = ("study", "base", "search", "objective", "regimes")
 #: Keys a search entry may hold.
 PARAM_KEYS = ("low", "high", "log", "step", "choices", "type")
@@ -138,6 +139,9 @@ class StudyConfig:
     regimes: dict = field(default_factory=dict)
     regime_metrics: tuple[str, ...] = ("pnl_net", "net_bps", "fill_rate", "taker_share", "n_fills")
     source: str = "study dict"
+    #: Sample trial n+1 (and store trial n-1's result) in a background thread while trial n's compiled loop
+    #: runs; False (default): ask, run, tell one by one (Optuna's ``study.optimize``).
+    ask_ahead: bool = False
 
     @property
     def multi_objective(self) -> bool:
@@ -156,8 +160,16 @@ class StudyConfig:
         return load_config(copy.deepcopy(self.base))
 
     def trial_config(self, values: dict[str, Any]) -> BacktestConfig:
-        """The backtest config of one parameter set (``{"strategy.half_spread_ticks": 3.0, ...}``)."""
-        return load_config(apply_params(self.base, values))
+        """The backtest config of one parameter set (``{"strategy.half_spread_ticks": 3.0, ...}``): the validated
+        base config with the changed sections replaced (``mmlab.config.replace_keys``), else (pipeline keys, or
+        an error to report) ``load_config`` of the base dict with the values set."""
+        base = _BASE_CONFIGS.get(id(self))
+        if base is None or base[0] is not self or base[2] != self.base:  # (the base dict may have been edited)
+            if len(_BASE_CONFIGS) >= 16:
+                _BASE_CONFIGS.clear()
+            base = _BASE_CONFIGS[id(self)] = (self, self.base_config(), copy.deepcopy(self.base))
+        fast = replace_keys(base[1], values)
+        return fast if fast is not None else load_config(apply_params(self.base, values))
 
     def to_dict(self) -> dict:
         """Plain dict of the study (TOML-able, JSON-able): what workers joining the study read back."""
@@ -172,10 +184,13 @@ class StudyConfig:
                 if p.step is not None:
                     e["step"] = p.step
                 search[p.key] = e
+        study = {"name": self.name, "sampler": self.sampler, "seed": self.seed, "pruner": self.pruner,
+                 "n_startup_trials": self.n_startup_trials, "percentile": self.percentile, "split": self.split,
+                 "top_n": self.top_n, "regime_metrics": list(self.regime_metrics)}
+        if self.ask_ahead:  # written only when on: definitions stored before the key existed still match
+            study["ask_ahead"] = True
         return {
-            "study": {"name": self.name, "sampler": self.sampler, "seed": self.seed, "pruner": self.pruner,
-                      "n_startup_trials": self.n_startup_trials, "percentile": self.percentile, "split": self.split,
-                      "top_n": self.top_n, "regime_metrics": list(self.regime_metrics)},
+            "study": study,
             "base": copy.deepcopy(self.base),
             "search": search,
             "objective": {"metrics": list(self.metrics), "directions": list(self.directions),
@@ -185,6 +200,10 @@ class StudyConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+#: Validated base config of the study configs in use: ``id(study) -> (study, BacktestConfig, base dict copy)``.
+_BASE_CONFIGS: dict[int, tuple] = {}
 
 
 def apply_params(base: dict, values: dict[str, Any]) -> dict:
@@ -386,10 +405,13 @@ def parse_study(raw: dict, *, origin: str = "study dict", base_dir: str | os.Pat
 
     RegimeThresholds.from_dict(regimes, origin=origin)
     regime_metrics = tuple(_listify(st.get("regime_metrics", StudyConfig.regime_metrics)))
+    ask_ahead = st.get("ask_ahead", False)
+    if not isinstance(ask_ahead, bool):
+        raise ConfigError(f"study.ask_ahead in {origin} must be true or false, got {ask_ahead!r}")
     return StudyConfig(name=str(name), base=base, params=params, metrics=tuple(metrics), directions=tuple(directions),
                        constraints=constraints, sampler=sampler, seed=seed, pruner=pruner, n_startup_trials=n_startup,
                        percentile=percentile, split=split, top_n=top_n, regimes=regimes,
-                       regime_metrics=regime_metrics, source=origin)
+                       regime_metrics=regime_metrics, source=origin, ask_ahead=ask_ahead)
 
 
 def load_study(source: str | os.PathLike | dict, overrides: dict | None = None) -> StudyConfig:

@@ -60,6 +60,49 @@ def adverse_bps_nb(mid_ts, mid_px, t0, t1, price, side):
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def fill_forward_nb(ts, sym, sid, side, price, mid_ts, mid_px, h_ns, markout, adverse):
+    """Markout and adverse move of the rows of symbol ``sid`` (``sym[i] == sid``) for each horizon ``h_ns[k]``
+    into ``markout[k, i]`` / ``adverse[k, i]`` (other rows untouched): ``mid_at`` and ``adverse_bps_nb`` of
+    every horizon in one pass, the same arithmetic in the same order."""
+    m = len(mid_ts)
+    for i in range(len(ts)):
+        if sym[i] != sid:
+            continue
+        for k in range(len(h_ns)):
+            t1 = ts[i] + h_ns[k]
+            j = np.searchsorted(mid_ts, t1, side="right") - 1
+            fwd = mid_px[j] if j >= 0 else np.nan
+            markout[k, i] = side[i] * (fwd - price[i]) / price[i] * 1e4
+            j = np.searchsorted(mid_ts, ts[i], side="right") - 1
+            best = np.nan
+            if j < 0:
+                j = 0
+                if m == 0 or mid_ts[0] > t1:
+                    continue
+            while j < m and mid_ts[j] <= t1:
+                v = side[i] * (price[i] - mid_px[j]) / price[i] * 1e4
+                if np.isnan(best) or v > best:
+                    best = v
+                j += 1
+            adverse[k, i] = best
+
+
+@njit(cache=True, error_model="numpy")
+def mid_moves_nb(ts, sym, sid, side, mid_ts, mid_px, h_ns, out):
+    """``side * (mid(t + h) - mid(t)) / mid(t) * 1e4`` of the rows of symbol ``sid`` for each horizon ``h_ns[k]``
+    into ``out[k, i]`` (other rows untouched; ``mid`` as :func:`mid_at`, NaN before the first change)."""
+    for i in range(len(ts)):
+        if sym[i] != sid:
+            continue
+        j = np.searchsorted(mid_ts, ts[i], side="right") - 1
+        now = mid_px[j] if j >= 0 else np.nan
+        for k in range(len(h_ns)):
+            j = np.searchsorted(mid_ts, ts[i] + h_ns[k], side="right") - 1
+            fwd = mid_px[j] if j >= 0 else np.nan
+            out[k, i] = side[i] * (fwd - now) / now * 1e4
+
+
 @njit(cache=True)
 def order_outcomes_nb(row_order, kind, ts_exch, qty, leaves_qty, queue_ahead_qty, n_orders, accepted_kind,
                       filled_kind, canceled_kind, rejected_kind, expired_kind):
@@ -109,20 +152,20 @@ def fill_labels(ts_exch, symbol_id, side, price, mid_send, mids: dict, horizons_
     price = np.asarray(price, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {"slippage_bps": side * (price - mid_send) / mid_send * 1e4}
-    for h in horizons_ms:
-        h_ns = int(round(h * 1e6))
-        sfx = horizon_suffix(h)
-        mk = np.full(n, np.nan)
-        adv = np.full(n, np.nan)
-        for sid in np.unique(symbol_id):
-            sel = np.flatnonzero(symbol_id == sid)
+    h_ns = np.array([round(h * 1e6) for h in horizons_ms], dtype=np.int64)
+    mk = np.full((len(h_ns), n), np.nan)
+    adv = np.full((len(h_ns), n), np.nan)
+    if n:
+        ts = np.ascontiguousarray(ts_exch, dtype=np.int64)
+        sym = np.ascontiguousarray(symbol_id, dtype=np.int64)
+        for sid in np.unique(sym):
             mts, mpx = _mids_by_symbol(mids, sid)
-            t = ts_exch[sel]
-            fwd = mid_at(mts, mpx, t + h_ns)
-            mk[sel] = side[sel] * (fwd - price[sel]) / price[sel] * 1e4
-            adv[sel] = adverse_bps_nb(mts, mpx, t.astype(np.int64), (t + h_ns).astype(np.int64), price[sel], side[sel])
-        out[f"markout_bps_{sfx}"] = mk
-        out[f"adverse_bps_{sfx}"] = adv
+            fill_forward_nb(ts, sym, int(sid), side, price, np.ascontiguousarray(mts, dtype=np.int64),
+                            np.ascontiguousarray(mpx, dtype=np.float64), h_ns, mk, adv)
+    for k, h in enumerate(horizons_ms):
+        sfx = horizon_suffix(h)
+        out[f"markout_bps_{sfx}"] = mk[k]
+        out[f"adverse_bps_{sfx}"] = adv[k]
     return out
 
 
@@ -148,20 +191,17 @@ def order_labels(sent: dict, first_fill_ts, accept_ts, end_ts, run_end_ts, mids:
     eta_ns = np.where(filled & rested, first_fill_ts - accept_ts, np.where(rested, stop - accept_ts, -1))
     eta_ms = np.where(eta_ns >= 0, eta_ns / 1e6, np.nan)
     out: dict[str, np.ndarray] = {"queue_eta_ms": eta_ms, "censored": censored}
-    # Rows and mid at send of each symbol, shared by every horizon.
-    by_sym = []
-    for sid in np.unique(sym):
-        sel = np.flatnonzero(sym == sid)
-        mts, mpx = _mids_by_symbol(mids, sid)
-        by_sym.append((sel, mts, mpx, mid_at(mts, mpx, ts[sel])))
-    for h in horizons_ms:
-        h_ns = int(round(h * 1e6))
+    # Mid moves of every horizon, one compiled pass per symbol.
+    h_ns = np.array([round(h * 1e6) for h in horizons_ms], dtype=np.int64)
+    mv = np.full((len(h_ns), len(ts)), np.nan)
+    if len(ts):
+        sym64 = np.ascontiguousarray(sym, dtype=np.int64)
+        for sid in np.unique(sym64):
+            mts, mpx = _mids_by_symbol(mids, sid)
+            mid_moves_nb(ts, sym64, int(sid), side, np.ascontiguousarray(mts, dtype=np.int64),
+                         np.ascontiguousarray(mpx, dtype=np.float64), h_ns, mv)
+    for k, h in enumerate(horizons_ms):
         sfx = horizon_suffix(h)
-        out[f"filled_{sfx}"] = filled & (first_fill_ts - ts <= h_ns)
-        mv = np.full(len(ts), np.nan)
-        for sel, mts, mpx, now in by_sym:
-            fwd = mid_at(mts, mpx, ts[sel] + h_ns)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mv[sel] = side[sel] * (fwd - now) / now * 1e4
-        out[f"mid_move_bps_{sfx}"] = mv
+        out[f"filled_{sfx}"] = filled & (first_fill_ts - ts <= int(h_ns[k]))
+        out[f"mid_move_bps_{sfx}"] = mv[k]
     return out

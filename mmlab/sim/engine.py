@@ -349,6 +349,10 @@ def new_sim_arrays(cfg, specs: list[SymbolSpec], strategy, lat_table: np.ndarray
 _ENTRY_CACHE: dict = {}
 #: Kernel signatures by :func:`_array_type_key` of the kernel's array arguments (see :func:`loop_entry`).
 _SIG_CACHE: dict = {}
+#: None, or an object with ``set()`` / ``clear()`` (a ``threading.Event``) that :func:`simulate` sets while the
+#: compiled loop runs (it releases the GIL) and clears after: ``mmlab.hpo.runner``'s ask-ahead loop lets its
+#: background thread work only then.
+LOOP_GATE = None
 
 
 def _array_type_key(x) -> tuple | None:
@@ -426,9 +430,14 @@ def copy_rows(buf: np.ndarray, n: int) -> np.ndarray:
 
 
 class _Collector:
-    """Copies the kernel's output buffers out at each flush."""
+    """Copies the kernel's output buffers out at each flush (``keep_decisions=False``: all but the decision
+    rows, quotes and actions, which are then empty)."""
 
-    def __init__(self) -> None:
+    #: Output kinds of the decisions frame.
+    DECISION_KINDS = ("decisions", "dec_quotes", "dec_actions")
+
+    def __init__(self, keep_decisions: bool = True) -> None:
+        self.keep_decisions = keep_decisions
         self.fills: list[np.ndarray] = []
         self.oev: list[np.ndarray] = []
         self.states: list[np.ndarray] = []
@@ -445,7 +454,7 @@ class _Collector:
                                ("dec_quotes", a.dec_quotes, "n_decision_quote_rows"),
                                ("dec_actions", a.dec_actions, "n_decision_action_rows")):
             n = int(r[key])
-            if n:
+            if n and (self.keep_decisions or name not in self.DECISION_KINDS):
                 getattr(self, name).append(copy_rows(buf, n))
             a.rs[key] = 0
 
@@ -494,7 +503,7 @@ def _progress_horizon(local_ev: np.ndarray, a, horizon: int, final: bool) -> tup
 
 
 def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | None = None, strategy=None,
-             batch_cfgs: list | None = None, progress=None) -> dict:
+             batch_cfgs: list | None = None, progress=None, keep_decisions: bool = True) -> dict:
     """Run the loop over ``windows`` (an iterable of ``mmlab.data.bridge.ReplayWindow`` or of ``event_dtype``
     arrays, each sorted by ts_local, windows in time order; an array is wrapped by ``bridge.replay_window``: its
     BBO rows left out and counted, its exchange-time order sorted) and return the raw output arrays plus counters
@@ -502,14 +511,15 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
     the instance in ``symbol_id``, :func:`rows_by_set` orders them by set).
     ``progress(events_done, events_total)``: called after each return of the loop (then run in slices of
     ``PROGRESS_EVENTS`` local events, with the same result) with the events processed so far and the total
-    (None unless ``windows`` is a list)."""
+    (None unless ``windows`` is a list). ``keep_decisions=False`` leaves the decision rows out of the output
+    (``out["decisions"]``, ``dec_quotes``, ``dec_actions`` empty; nothing else changes)."""
     from mmlab.sim.strategies import get_strategy
 
     strategy = strategy or get_strategy(cfg.strategy.name)
     a = new_sim_arrays(cfg, specs, strategy, lat_table, batch_cfgs=batch_cfgs)
     if getattr(strategy, "init_state", None) is not None:  # precomputed strategy inputs (e.g. model scores)
         strategy.init_state(a.strat_state, cfg, specs)
-    out = _Collector()
+    out = _Collector(keep_decisions)
     t_jit = 0.0
     t_loop = 0.0
     n_rows = 0
@@ -561,7 +571,14 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
         while True:
             t = time.perf_counter()
             h, fin = (horizon, final) if progress is None else _progress_horizon(local_ev, a, horizon, final)
-            status = entry(local_ev, exch_ev, h, fin, *a.state_args(), strategy.decide, *a.out_args())
+            gate = LOOP_GATE
+            if gate is not None:
+                gate.set()
+            try:
+                status = entry(local_ev, exch_ev, h, fin, *a.state_args(), strategy.decide, *a.out_args())
+            finally:
+                if gate is not None:
+                    gate.clear()
             t_loop += time.perf_counter() - t
             if progress is not None:
                 progress(int(a.rs[0]["n_local_events"]), p_total)
@@ -608,14 +625,20 @@ BATCH_FIXED_KEYS = {"strategy": ("name", "interval_ms"), "pipeline": ("sample_st
 
 def batch_config(cfg, override):
     """The config of one parameter set: ``cfg`` with dotted keys set (``{"strategy.skew_ticks": 1.0}``;
-    ``pipeline.<stage>.<key>`` reaches into a stage table), or a ready ``BacktestConfig``."""
-    from mmlab.config import BacktestConfig, load_config
+    ``pipeline.<stage>.<key>`` reaches into a stage table), or a ready ``BacktestConfig``. Plain
+    ``section.key`` sets replace just the changed sections (``mmlab.config.replace_keys``); the result and any
+    error are those of ``load_config`` of the whole dict."""
+    from mmlab.config import BacktestConfig, load_config, replace_keys
 
     if isinstance(override, BacktestConfig):
         return override
     if not isinstance(override, dict):
         raise ConfigError(f"a parameter set must be a dict of dotted config keys or a BacktestConfig, got "
                           f"{type(override).__name__}")
+    if isinstance(cfg, BacktestConfig):
+        fast = replace_keys(cfg, override)
+        if fast is not None:
+            return fast
     raw = cfg.to_dict()
     for key, value in override.items():
         parts = str(key).split(".")
@@ -784,7 +807,8 @@ def run_backtest_batch(cfg, param_overrides: list, *, events: np.ndarray | Repla
     lat = latency_table
     if lat is None and cfgs[0].sim.latency_model == "empirical":
         lat = load_latency_table(cfgs[0].sim.latency_table)
-    raw = simulate(cfgs[0], specs, windows, lat_table=lat, strategy=strategy, batch_cfgs=cfgs)
+    raw = simulate(cfgs[0], specs, windows, lat_table=lat, strategy=strategy, batch_cfgs=cfgs,
+                   keep_decisions=decisions)
     # Every set's frames at once (one sort by set, one labels call), then zero-copy slices per set.
     all_frames = _build_frames(cfgs[0], specs, raw, summary_only=not frames)
     decs = decision_outputs_by_set(specs, raw) if decisions else None

@@ -1330,7 +1330,7 @@ def noop_on_fill_nb(symbol_id, now_ns, fill, params, state):
 # -------------------------------------------------------------------------------------------------- the loop
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid_qty, ask_qty, orders, exch_list,
                 local_list, req_ring, resp_ring, consumed, lat_table, decide, on_event, on_fill, strat_params,
                 strat_state, view, quotes, actions, counts, fills, oev, states, mids, decisions, dec_quotes,
