@@ -628,7 +628,7 @@ def batch_config(cfg, override):
     ``pipeline.<stage>.<key>`` reaches into a stage table), or a ready ``BacktestConfig``. Plain
     ``section.key`` sets replace just the changed sections (``mmlab.config.replace_keys``); the result and any
     error are those of ``load_config`` of the whole dict."""
-    from mmlab.config import BacktestConfig, load_config, replace_keys
+    from mmlab.config import BacktestConfig, replace_keys
 
     if isinstance(override, BacktestConfig):
         return override
@@ -639,7 +639,15 @@ def batch_config(cfg, override):
         fast = replace_keys(cfg, override)
         if fast is not None:
             return fast
-    raw = cfg.to_dict()
+    return override_via_load(cfg, override)
+
+
+def override_via_load(cfg, override: dict):
+    """``cfg`` (a config or its dict) with the dotted keys of ``override`` set, through :func:`load_config` of
+    the whole dict (what :func:`batch_config` does when ``replace_keys`` declines)."""
+    from mmlab.config import BacktestConfig, load_config
+
+    raw = cfg.to_dict() if isinstance(cfg, BacktestConfig) else dict(cfg)
     for key, value in override.items():
         parts = str(key).split(".")
         if len(parts) < 2:

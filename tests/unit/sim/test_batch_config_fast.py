@@ -4,7 +4,7 @@ import pytest
 
 from mmlab.config import load_config, replace_keys
 from mmlab.errors import ConfigError
-from mmlab.sim.engine import batch_config
+from mmlab.sim.engine import batch_config, override_via_load
 
 BASE = load_config({"strategy": {"grid_num": 2, "skew_ticks": 1.0}, "sim": {"maker_fee": -0.00005}})
 
@@ -19,19 +19,8 @@ CASES = [
 
 
 def _slow(cfg, override):
-    """What batch_config did before the fast path: the whole dict through load_config."""
-    raw = cfg.to_dict()
-    for key, value in override.items():
-        parts = str(key).split(".")
-        if len(parts) < 2:
-            raise ConfigError(f"parameter set key {key!r} must be section.key (e.g. strategy.half_spread_ticks)")
-        node = raw
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"parameter set key {key!r}: {part!r} is not a table")
-        node[parts[-1]] = value
-    return load_config(raw)
+    """What batch_config does without the fast path: the whole dict through load_config."""
+    return override_via_load(cfg, override)
 
 
 def _outcome(f):
