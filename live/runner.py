@@ -4,12 +4,15 @@ paper fills from the same matching/queue/latency kernels) -> decisions, fills, l
 Tasks of one session (one asyncio loop, one thread):
 
 - reader: connects (exponential backoff, resubscribe on every connect), stamps each frame with a strictly
-  increasing local ns time, records it, and queues it, yielding to the processor every ``READ_BATCH_FRAMES``
-  queued frames. The queue holds at most ``live.queue_max`` entries; when
-  full, new frames are coalesced into the last entry (``backpressure_total``); past ``live.max_backlog_frames``
-  the backlog is dropped and every book re-synced (resubscribe).
+  increasing local ns time as the websocket client hands it over ("frame received"), records it and queues it.
+  It then steps the queued frames itself (:func:`step_due`) as soon as no further frame is already read ahead
+  by the websocket client, or once the oldest queued frame has waited ``live.latency_budget_us``; otherwise it
+  reads on, so under a backlog every queued frame goes into one step. The queue holds at most
+  ``live.queue_max`` entries; when full, new frames are coalesced into the last entry (``backpressure_total``);
+  past ``live.max_backlog_frames`` the backlog is dropped and every book re-synced (resubscribe).
 - keepalive: ``{"op":"ping"}`` every ``live.ping_interval_s``.
-- processor: every ``live.step_ms`` (or when frames arrive) normalizes the queued frames, sets the per-symbol
+- processor: every ``live.step_ms`` (or when frames are queued outside the reader: REST snapshots, frames
+  left when a connection ends) normalizes the queued frames, sets the per-symbol
   gates (warm-up, stale feed, invalid book, kill switch) and steps the paper exchange up to
   ``now - live.horizon_margin_ms``: the decisions' actions are emitted when that loop call returns (and, in real
   mode, handed to the order manager). Only then is the step recorded: its rows stay in the loop's buffers and are
@@ -73,9 +76,27 @@ CLOSE_TIMEOUT_S = 1.0
 #: runs, and the venue's sends wait for the reader instead of filling the buffer).
 WS_MAX_QUEUE = 4096
 
-#: Frames the reader queues before it yields to the processor (with frames read ahead it would otherwise read
-#: them all before any is processed).
-READ_BATCH_FRAMES = 32
+
+def step_due(read_ahead: int, waited_ns: int, budget_ns: int) -> bool:
+    """The reader's stepping rule after it queued a frame: step now when the websocket client holds no further
+    frame (``read_ahead == 0``: nothing to batch with, so waiting only adds latency) or when the oldest queued
+    frame has waited ``budget_ns`` (since it was received); otherwise read the next frame first, so a backlog is
+    stepped as one batch (one compiled pass over its bytes, one loop call).
+
+    >>> step_due(0, 0, 100_000), step_due(3, 20_000, 100_000), step_due(3, 100_000, 100_000)
+    (True, False, True)
+    """
+    return read_ahead == 0 or waited_ns >= budget_ns
+
+
+def ws_read_ahead(ws) -> int:
+    """Frames the websocket client (``websockets`` asyncio connection) has received and not yet handed over; 0
+    when the client does not expose its buffer (every frame is then stepped on its own)."""
+    try:
+        return len(ws.recv_messages.frames)
+    except (AttributeError, TypeError):
+        return 0
+
 
 #: Decision rows held before they are written to decisions.parquet as one row group.
 DECISIONS_CHUNK_ROWS = 50_000
@@ -87,6 +108,12 @@ STAGE_TIMING_ROWS = 1_000_000
 #: always before metrics are published, at shutdown and when the session fails).
 DRAIN_ROWS = 512
 DRAIN_AFTER_NS = 100 * NS_PER_MS
+#: With deferred outputs, received frames are handed to the recording's gzip when no frame waits, or after the
+#: step that brings this many unwritten lines (below the recorder's own batch, so the compression never runs
+#: between a frame's receipt and its step).
+RECORD_LINES = 16
+#: Unwritten recording lines worth a write when the reader finds no frame waiting (fewer wait for more).
+RECORD_IDLE_LINES = 8
 
 
 #: Per-symbol counters of the decision ticks: the metric child each feeds (``stale`` -> mm_pricing_on_stale).
@@ -212,6 +239,7 @@ class LiveRunner:
         self._held_rows = 0  # output rows held since the last drain
         self._held_since_ns = 0  # perf_counter_ns of the first of them
         self._held_dec_steps: list[int] = []  # decision rows of each step since the last drain
+        self._rec_written = 0  # recorder.frames when its lines were last handed to gzip
         #: perf_counter_ns when the last step's actions were handed to the exchange (paper loop, real venue).
         self.emitted_pc_ns = 0
         self.feed_s = None  # start -> the feed's end (wall s), before the connection closes and shutdown
@@ -331,16 +359,7 @@ class LiveRunner:
                         for i in range(len(self.symbols)):
                             self._resync(i, delay_s=0.25)
                     delay = lc.backoff_initial_s
-                    async for raw in ws:
-                        ts = self.now_ns()
-                        if isinstance(raw, str):
-                            raw = raw.encode()
-                        self.recorder.write(ts, raw)
-                        self._enqueue(ts, raw)
-                        if self.stopping:
-                            break
-                        if self.backlog % READ_BATCH_FRAMES == 0:
-                            await asyncio.sleep(0)  # frames read ahead: let the processor take these first
+                    await self._read_frames(ws)
             except (TimeoutError, OSError, Exception) as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -354,7 +373,46 @@ class LiveRunner:
             await asyncio.sleep(delay)
             delay = min(delay * 2.0, lc.backoff_max_s)
 
-    def _enqueue(self, ts: int, raw: bytes) -> None:
+    async def _read_frames(self, ws) -> None:
+        """Receive the frames of one connection: stamp ("frame received", as the client hands the frame over),
+        record and queue each, and step the queue when :func:`step_due` says so (the processor steps what is left
+        queued when the connection ends)."""
+        from websockets.exceptions import ConnectionClosedOK
+
+        budget_ns = int(self.lc.latency_budget_us * 1000)
+        queue = self.queue
+        oldest_pc = 0  # perf_counter_ns when the oldest frame of the queue was received
+        try:
+            while True:
+                try:
+                    raw = await ws.recv(decode=False)  # bytes as sent (no UTF-8 decode and re-encode)
+                except ConnectionClosedOK:
+                    return
+                ts = self.now_ns()
+                pc = time.perf_counter_ns()
+                if not queue:
+                    oldest_pc = pc
+                self.recorder.write(ts, raw)
+                self._enqueue(ts, raw, wake=False)
+                if self.stopping:
+                    return
+                ahead = ws_read_ahead(ws)
+                if not step_due(ahead, pc - oldest_pc, budget_ns):
+                    continue  # the next frame is already here: it joins this step
+                self.process_pending(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS))
+                if ahead:
+                    await asyncio.sleep(0)  # between the batches of a backlog: timers, keepalive, the socket
+                elif self.drain_when_idle and (self._held_rows or
+                                               self.recorder.frames - self._rec_written >= RECORD_IDLE_LINES):
+                    await asyncio.sleep(0)  # let the socket be read: write the held rows only if nothing came
+                    if not queue and not ws_read_ahead(ws):
+                        self._write_idle()
+        finally:
+            if queue:
+                self.wake.set()
+
+    def _enqueue(self, ts: int, raw: bytes, *, wake: bool = True) -> None:
+        """Queue a received frame (``wake``: the processor steps it; the reader steps its own frames)."""
         lc = self.lc
         if len(self.queue) >= lc.queue_max:
             self.queue[-1].append((ts, raw))
@@ -369,7 +427,8 @@ class LiveRunner:
             self.backlog = 0
             self._invalidate_all("backlog")
             self._resync_all()
-        self.wake.set()
+        if wake:
+            self.wake.set()
 
     async def _keepalive(self) -> None:
         while not self.stopping:
@@ -452,8 +511,8 @@ class LiveRunner:
                 pass
             self.wake.clear()
             self.process_pending(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS))
-            if self._held_rows and not self.queue and self.drain_when_idle:
-                self.drain_outputs()  # idle: no frame waits for the writes
+            if not self.queue and self.drain_when_idle:
+                self._write_idle()  # idle: no frame waits for the writes
             if self.failsafe is not None or self.rollout is not None:
                 self._operator_checks()
 
@@ -505,7 +564,9 @@ class LiveRunner:
             self.frame_lat_ns.extend(lats)
             self._lat_pending.extend(lats)
         self._note_outputs(out)
-        self.recorder.write_pending()
+        rec = self.recorder
+        if not self.defer_outputs or rec.frames - self._rec_written >= RECORD_LINES:
+            self._write_recording()
         if self._held_rows and (self._held_rows >= self.drain_rows
                                 or t2 - self._held_since_ns >= self.drain_after_ns):
             self.drain_outputs()
@@ -521,6 +582,7 @@ class LiveRunner:
         """Add the hot path's plain-integer counts and latencies to the prometheus metrics (the runner calls this
         every ``METRICS_PUBLISH_NS`` of steps and at shutdown; frames and ticks make no metrics call)."""
         self.drain_outputs()
+        self._write_recording()
         m = self.metrics
         c = self.counts
         for code, n in enumerate(self._frame_n):
@@ -667,6 +729,17 @@ class LiveRunner:
         nd = sum(len(x) for x in out["decisions"])
         if nd:
             self._held_dec_steps.append(nd)
+
+    def _write_recording(self) -> None:
+        self.recorder.write_pending()
+        self._rec_written = self.recorder.frames
+
+    def _write_idle(self) -> None:
+        """No frame waits: write the held output rows and hand the received frames to the recording's gzip."""
+        if self._held_rows:
+            self.drain_outputs()
+        if self.recorder.frames > self._rec_written:
+            self._write_recording()
 
     def drain_outputs(self, *, force: bool = False) -> None:
         """Write every held output row (defer_outputs): ticks/fills/orders JSON lines, decisions.parquet row

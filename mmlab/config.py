@@ -314,7 +314,7 @@ class LiveConfig:
     connect_timeout_s: float = 10.0
     queue_max: int = 1024  # bounded frame queue (entries); a full queue coalesces (backpressure_total)
     max_backlog_frames: int = 200_000  # beyond this backlog, book frames are dropped and the books re-synced
-    latency_budget_us: float = 100.0  # a received frame waits at most this long for frames read ahead to join its step
+    latency_budget_us: float = 50.0  # a received frame waits at most this long for frames read ahead to join its step
     kill_switch_file: str | None = None  # while this file exists: HARD guard, cancel all
     metrics_port: int = 0  # Prometheus /metrics port; 0 = off
     duration_s: float = 0.0  # stop after this long; 0 = until interrupted

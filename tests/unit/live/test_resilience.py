@@ -81,7 +81,9 @@ def test_full_queue_coalesces_frames_and_counts_backpressure(session):
 
 
 def test_backlog_beyond_the_limit_is_dropped_and_books_resync(session):
-    s = session(1.5, venue={"speed": 0.0}, live={"queue_max": 2, "step_ms": 50.0, "max_backlog_frames": 40})
+    # A latency budget this long lets every frame read ahead join the step, so the backlog passes the limit.
+    s = session(1.5, venue={"speed": 0.0}, live={"queue_max": 2, "step_ms": 50.0, "max_backlog_frames": 40,
+                                                 "latency_budget_us": 1e9})
     assert s.summary["backlog_dropped_frames"] > 0
     assert any(json.loads(m)["op"] == "unsubscribe" for m in s.venue.received)
 
