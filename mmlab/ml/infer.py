@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-import mmlab.types  # noqa: F401  (the only mmlab module this file may use)
+import mmlab.types  # noqa: F401  (besides mmlab.errors and, for the compiled backend, mmlab.ml.trees_nb)
 
 ONNX_FILE = "model.onnx"
 ONNX_META_FILE = "model.json"
@@ -189,7 +189,6 @@ class OnnxScorer:
             for f in [self._pool.submit(run, i) for i in starts]:
                 f.result()
         return out
-
 
     def _batch_compiled(self, X: np.ndarray, chunk_rows: int, threads: int) -> np.ndarray:
         """Compiled scores of the float32 C-contiguous ``X``: chunks of rows over ``threads`` threads (the kernel
