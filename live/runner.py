@@ -18,7 +18,13 @@ Tasks of one session (one asyncio loop, one thread):
   mode, handed to the order manager). Only then is the step recorded: its rows stay in the loop's buffers and are
   written in batches (ticks/fills/orders JSONL, decisions.parquet, counters; :meth:`LiveRunner.drain_outputs`)
   when no frame waits, every ``DRAIN_ROWS`` rows or ``DRAIN_AFTER_NS``, before metrics are published, at
-  shutdown and when the session fails; the files are the same bytes as writing each step's rows at once.
+  shutdown and when the session fails; the files are the same bytes as writing each step's rows at once. The
+  rows are encoded on the event loop; the file writes (logs, decisions.parquet row groups) and the recording's
+  compression run on writer threads in order (:class:`live.recorder.OrderedWriter`; a failed write is raised
+  as ``RecordingError`` by the next hand-over, at shutdown or by :meth:`LiveRunner.save_outputs`).
+- metrics: every ``METRICS_PUBLISH_NS`` a publication runs, one part per step (:meth:`LiveRunner._publication`:
+  held outputs, counters, latency histograms in chunks, each symbol, the model), on metric children resolved
+  once; gauges are set only when their value changed.
 
 At the end (duration, signal or :meth:`LiveRunner.stop`): queued frames are processed, every symbol is gated
 SHUTDOWN so the strategy cancels its working orders, the paper exchange runs until those cancels are answered,
@@ -44,7 +50,7 @@ import numpy as np
 
 from live.metrics import LiveMetrics, observe_many
 from live.paper import PaperExchange
-from live.recorder import Recorder
+from live.recorder import OrderedWriter, Recorder
 from live.venues import make_adapter
 from live.venues.common import EventBuffer, Frame
 from mmlab.errors import ConfigError
@@ -67,6 +73,8 @@ _SENT = int(OrderEventKind.SENT)
 
 #: The hot path counts in plain integers; they reach the prometheus metrics at most this often (and at the end).
 METRICS_PUBLISH_NS = 250 * NS_PER_MS
+#: Latency samples added to the prometheus histograms per part of a publication.
+HIST_CHUNK = 256
 
 #: Longest wait for the venue's answer to our websocket close (at the end of a session the unread frames
 #: queued ahead of it may hold it back; the session does not wait longer for it).
@@ -108,6 +116,10 @@ STAGE_TIMING_ROWS = 1_000_000
 #: always before metrics are published, at shutdown and when the session fails).
 DRAIN_ROWS = 512
 DRAIN_AFTER_NS = 100 * NS_PER_MS
+#: An idle moment (no frame queued or read ahead) writes the held rows once the oldest is this old (0: at
+#: once, the counters of the rows current). Under a steady feed the idle moments are brief gaps between
+#: frames; a larger value (e.g. 50 ms) makes fewer, larger writes (measured: the same p99, more msg/s).
+DRAIN_IDLE_AFTER_NS = 0
 #: With deferred outputs, received frames are handed to the recording's gzip when no frame waits, or after the
 #: step that brings this many unwritten lines (below the recorder's own batch, so the compression never runs
 #: between a frame's receipt and its step).
@@ -223,7 +235,12 @@ class LiveRunner:
         # bounded); only their stage timings stay, the most recent STAGE_TIMING_ROWS, for the summary.
         self.decisions_chunk_rows = DECISIONS_CHUNK_ROWS
         self._dec_rows = 0
-        self._dec_writer = None
+        self._dec_writer = None  # pyarrow ParquetWriter of decisions.parquet (used on the writer thread)
+        self._dec_started = False  # a row group of decisions.parquet was handed to the writer
+        #: With deferred outputs, the file writes of the logs and of decisions.parquet run on this thread, in
+        #: order (the rows are encoded on the event loop; a failed write is raised by the next hand-over, the
+        #: shutdown or :meth:`save_outputs`).
+        self.writer = OrderedWriter(f"outputs of {self.out}")
         self._dec_timings: collections.deque = collections.deque()
         self.server_log: list[str] = []
         self.stage_latency = None
@@ -236,6 +253,7 @@ class LiveRunner:
         self.drain_rows = DRAIN_ROWS
         self.drain_after_ns = DRAIN_AFTER_NS
         self.drain_when_idle = True
+        self.drain_idle_after_ns = DRAIN_IDLE_AFTER_NS
         self._held_rows = 0  # output rows held since the last drain
         self._held_since_ns = 0  # perf_counter_ns of the first of them
         self._held_dec_steps: list[int] = []  # decision rows of each step since the last drain
@@ -275,7 +293,12 @@ class LiveRunner:
                      "miss": m.md_miss.labels(s), "ratio": m.md_hit_ratio.labels(s), "dec": m.decisions.labels(s),
                      "warm": m.warmup_skip.labels(s), "mid": m.sym_mid.labels(s), "spread": m.sym_spread.labels(s),
                      "imb": m.sym_imbalance.labels(s), "pos": m.position.labels(s), "pnl": m.pnl.labels(s),
-                     "fills": m.fills.labels("paper", s)} for s in self.symbols]
+                     "fills": m.fills.labels("paper", s), "stale": m.pricing_on_stale.labels("guard_block")}
+                    for s in self.symbols]
+        self._sym_vals = [[None] * 6 for _ in self.symbols]  # last published gauge values (_publish_symbol)
+        self._count_m = (("deadline_miss", m.deadline_miss), ("backpressure", m.backpressure.labels(self.venue)),
+                         ("orders_sent", m.trades_opened.labels("paper")))
+        self._pub_backlog = None
         self._hits = np.zeros((len(self.symbols), 2), dtype=np.int64)
         self._stage = [m.stage.labels(k) for k in ("decode", "sim_step", "output")]
         self._frame_m = [m.frames.labels(f.name.lower()) for f in Frame]
@@ -296,6 +319,7 @@ class LiveRunner:
         self._steps_pending: list[int] = []  # decode (or -1), sim step, output, total: 4 ns values per step
         self._pub_counts = collections.Counter()  # counts already added to their prometheus counters
         self._published_ns = 0
+        self._pub_gen = None  # the publication under way (_publication), one part per step
 
     def _instruments(self, given: dict | None) -> dict:
         lc = self.lc
@@ -575,14 +599,58 @@ class LiveRunner:
         self.step_ns.append(t3 - t0)
         if (t3 - t0) > self.lc.step_ms * NS_PER_MS:
             self.counts["deadline_miss"] += 1
-        if t3 - self._published_ns >= METRICS_PUBLISH_NS:
-            self.publish_metrics()
+        if self._pub_gen is not None or t3 - self._published_ns >= METRICS_PUBLISH_NS:
+            self._publish_part()  # the next part of the publication under way, or the first of a new one
 
     def publish_metrics(self) -> None:
-        """Add the hot path's plain-integer counts and latencies to the prometheus metrics (the runner calls this
-        every ``METRICS_PUBLISH_NS`` of steps and at shutdown; frames and ticks make no metrics call)."""
-        self.drain_outputs()
+        """Add the hot path's plain-integer counts and latencies to the prometheus metrics, every part at once
+        (at shutdown; during the session :meth:`process_pending` runs one part of :meth:`_publication` per step,
+        every ``METRICS_PUBLISH_NS``: frames and ticks make no metrics call)."""
+        if self._pub_gen is not None:
+            for _ in self._pub_gen:  # (the publication under way first)
+                pass
+        self._pub_gen = None
+        for _ in self._publication():
+            pass
+
+    def _publish_part(self) -> None:
+        """The next part of the publication under way, or the first part of a new one."""
+        if self._pub_gen is None:
+            self._pub_gen = self._publication()
+        if next(self._pub_gen, None) is None:
+            self._pub_gen = None
+
+    def _publication(self):
+        """One publication as a generator, one part per ``next()`` (each costs tens of us, so no step is held up
+        by all of them): the held outputs written, the runner's counters, the latency histograms in chunks of
+        :data:`HIST_CHUNK` values, each symbol's counters and gauges (its collector gauges included), the
+        model's metrics."""
+        self.drain_outputs()  # (the counters of the held rows come with them)
         self._write_recording()
+        yield True
+        self._publish_counts()
+        yield True
+        m = self.metrics
+        lat, self._lat_pending = self._lat_pending, []
+        for k in range(0, len(lat), HIST_CHUNK):
+            observe_many(m.frame_latency, np.array(lat[k:k + HIST_CHUNK], dtype=np.float64) / 1e9)
+            yield True
+        steps, self._steps_pending = self._steps_pending, []
+        for k in range(0, len(steps), 4 * HIST_CHUNK):
+            st = np.array(steps[k:k + 4 * HIST_CHUNK], dtype=np.float64).reshape(-1, 4) / 1e9
+            observe_many(self._stage[0], st[st[:, 0] >= 0, 0])
+            observe_many(self._stage[1], st[:, 1])
+            observe_many(self._stage[2], st[:, 2])
+            observe_many(m.tick_total, st[:, 3])
+            yield True
+        for i in range(len(self.symbols)):
+            self._publish_symbol(i)
+            yield True
+        self.scoring.publish_model(m)
+        self._published_ns = time.perf_counter_ns()
+
+    def _publish_counts(self) -> None:
+        """Frames by kind, the runner's counters, the queue depth and the latency histograms."""
         m = self.metrics
         c = self.counts
         for code, n in enumerate(self._frame_n):
@@ -592,53 +660,40 @@ class LiveRunner:
                 c[_FRAME_NAMES[code]] += d
                 self._frame_pub[code] = n
         pub = self._pub_counts
-        for key, metric in (("deadline_miss", m.deadline_miss), ("backpressure", m.backpressure.labels(self.venue)),
-                            ("orders_sent", m.trades_opened.labels("paper"))):
+        for key, metric in self._count_m:
             d = c[key] - pub[key]
             if d:
                 metric.inc(d)
                 pub[key] = c[key]
-        if self._lat_pending:
-            observe_many(m.frame_latency, np.array(self._lat_pending, dtype=np.float64) / 1e9)
-            self._lat_pending.clear()
-        if self._steps_pending:
-            st = np.array(self._steps_pending, dtype=np.float64).reshape(-1, 4) / 1e9
-            self._steps_pending.clear()
-            observe_many(self._stage[0], st[st[:, 0] >= 0, 0])
-            observe_many(self._stage[1], st[:, 1])
-            observe_many(self._stage[2], st[:, 2])
-            observe_many(m.tick_total, st[:, 3])
-        m.queue_depth.set(self.backlog)
-        now = self.clock_ns()
-        last = self.adapter.last_data_ns
-        for i in range(len(self.symbols)):
-            ms = self._ms[i]
-            cur, done = self._sym_n[i], self._sym_pub[i]
-            for k, name in enumerate(_SYM_COUNTERS):
-                d = cur[k] - done[k]
-                if d:
-                    if name == "stale":
-                        m.pricing_on_stale.labels("guard_block").inc(d)
-                    else:
-                        ms[name].inc(d)
-                    done[k] = cur[k]
-            hits, misses = self._hits[i]
-            if hits + misses:
-                ms["ratio"].set(hits / (hits + misses))
-            if self._sym_last[i] is not None:
-                mid, spread, imb = self._sym_last[i]
-                ms["mid"].set(mid)
-                ms["spread"].set(spread)
-                ms["imb"].set(imb)
-            if self._sym_acct[i] is not None:
-                pos, pnl = self._sym_acct[i]
-                ms["pos"].set(pos)
-                if pnl is not None:
-                    ms["pnl"].set(pnl)
-            if last[i]:
-                ms["age"].set((now - int(last[i])) / NS_PER_MS)
-        self.scoring.publish(m)
-        self._published_ns = time.perf_counter_ns()
+        if self.backlog != self._pub_backlog:
+            m.queue_depth.set(self.backlog)
+            self._pub_backlog = self.backlog
+
+    def _publish_symbol(self, i: int) -> None:
+        """Symbol ``i``: its decision-tick counters, hit ratio, book and account gauges, data age and collector
+        gauges (metric children resolved at set-up; gauges set only when their value changed)."""
+        ms = self._ms[i]
+        cur, done = self._sym_n[i], self._sym_pub[i]
+        for k, name in enumerate(_SYM_COUNTERS):
+            d = cur[k] - done[k]
+            if d:
+                ms[name].inc(d)
+                done[k] = cur[k]
+        vals = self._sym_vals[i]  # last published gauge values: ratio, mid, spread, imb, pos, pnl
+        hits, misses = self._hits[i].tolist()
+        new = [hits / (hits + misses) if hits + misses else None]
+        new.extend(self._sym_last[i] if self._sym_last[i] is not None else (None, None, None))
+        new.extend(self._sym_acct[i] if self._sym_acct[i] is not None else (None, None))
+        for j, key in enumerate(("ratio", "mid", "spread", "imb", "pos", "pnl")):
+            v = new[j]
+            # (the spread gauge is shared with the collector's mm_symbol_spread_ticks: set every time, as before)
+            if v is not None and (v != vals[j] or j == 2):
+                ms[key].set(v)
+                vals[j] = v
+        last = int(self.adapter.last_data_ns[i])
+        if last:
+            ms["age"].set((self.clock_ns() - last) / NS_PER_MS)
+        self.scoring.publish_symbol(self.metrics, i)
 
     def _on_frames(self, frames: list) -> None:
         """Normalize (ts, raw) frames into the event buffer and count them; a gap re-syncs its symbol, and the
@@ -735,8 +790,9 @@ class LiveRunner:
         self._rec_written = self.recorder.frames
 
     def _write_idle(self) -> None:
-        """No frame waits: write the held output rows and hand the received frames to the recording's gzip."""
-        if self._held_rows:
+        """No frame waits: write the held output rows (once the oldest waited :attr:`drain_idle_after_ns`) and
+        hand the received frames to the recording's writer."""
+        if self._held_rows and time.perf_counter_ns() - self._held_since_ns >= self.drain_idle_after_ns:
             self.drain_outputs()
         if self.recorder.frames > self._rec_written:
             self._write_recording()
@@ -807,7 +863,7 @@ class LiveRunner:
                 r["n_quotes_bid"].tolist(), r["n_quotes_ask"].tolist(), r["n_actions"].tolist(),
                 r["n_working"].tolist(), r["position"].tolist(), r["fees"].tolist(),
                 _or_none(pnl, np.isfinite(pnl)), reason.tolist(), gates)
-        self._logs["ticks"].write(_json_lines(_TICK_KEYS, cols))
+        self._write_log("ticks", _json_lines(_TICK_KEYS, cols))
 
     def _write_fills(self, f: np.ndarray) -> None:
         """Paper fills: fills.jsonl lines and counters."""
@@ -824,7 +880,7 @@ class LiveRunner:
                 f["side"].tolist(), (f["price_ticks"] * ticks[s]).tolist(), f["price_ticks"].tolist(),
                 f["qty"].tolist(), f["maker"].tolist(), f["fee"].tolist(), _or_none(qa, np.isfinite(qa)),
                 f["position_after"].tolist(), route)
-        self._logs["fills"].write(_json_lines(_FILL_KEYS, cols))
+        self._write_log("fills", _json_lines(_FILL_KEYS, cols))
 
     def _write_orders(self, e: np.ndarray) -> None:
         """Order events: orders.jsonl lines and the orders-sent count (paper-routed SENT events)."""
@@ -842,7 +898,28 @@ class LiveRunner:
                 [_OEV_NAMES[_OEV_KINDS[k]] for k in kind.tolist()], e["side"].tolist(),
                 (e["price_ticks"] * ticks[s]).tolist(), e["qty"].tolist(), e["leaves_qty"].tolist(),
                 e["reason"].tolist())
-        self._logs["orders"].write(_json_lines(_ORDER_KEYS, cols))
+        self._write_log("orders", _json_lines(_ORDER_KEYS, cols))
+
+    def _write_log(self, key: str, data: bytes) -> None:
+        """JSON lines to ``<key>.jsonl``: on the writer thread with deferred outputs, else at once."""
+        f = self._logs[key]
+        if self.defer_outputs:
+            self.writer.submit(lambda: f.write(data), f"writing {len(data)} bytes to {key}.jsonl")
+        else:
+            f.write(data)
+
+    def _close_files(self) -> None:
+        """The logs closed and the writer thread ended (raises a failed write's error); closes what is still
+        open after a failure."""
+        try:
+            for key, f in self._logs.items():
+                self.writer.submit(f.close, f"closing {key}.jsonl")
+            self.writer.close()
+        finally:
+            self.writer.close()
+            for f in self._logs.values():
+                if not f.closed:
+                    f.close()
 
     def _gate_name(self, reason: int) -> str:
         name = self._gate_names[reason] = gate_name(reason)
@@ -951,8 +1028,7 @@ class LiveRunner:
         self.drain_outputs()
         self.publish_metrics()
         self.recorder.close()
-        for f in self._logs.values():
-            f.close()
+        self._close_files()
         self._write_decisions()
         summary = self._summary(wall_s, working_before, working_after)
         summary.update(self.scoring.summary())
@@ -967,8 +1043,13 @@ class LiveRunner:
     def save_outputs(self) -> None:
         """A failed session: write every held output row, flush the logs and the recording, and close
         decisions.parquet with the rows so far (each part on its own, so one failure does not stop the rest)."""
-        for part in (lambda: self.drain_outputs(force=True), *(f.flush for f in self._logs.values()), self.recorder.flush,
-                     lambda: self._flush_decisions(final=True)):
+        def flush_logs():
+            for key, f in self._logs.items():
+                self.writer.submit(f.flush, f"flushing {key}.jsonl")
+            self.writer.wait()
+
+        for part in (lambda: self.drain_outputs(force=True), flush_logs, self.recorder.flush,
+                     lambda: self._flush_decisions(final=True), self.writer.close):
             try:
                 part()
             except Exception as exc:  # noqa: BLE001 - the session's own error is the one raised
@@ -991,7 +1072,7 @@ class LiveRunner:
         self._dec_timings.append(timing)
         while sum(len(t) for t in self._dec_timings) - len(self._dec_timings[0]) >= STAGE_TIMING_ROWS:
             self._dec_timings.popleft()
-        if self._dec_writer is None and final:
+        if not self._dec_started and final:
             raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
                    "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
             frame, _ = engine.decision_outputs(self.specs, raw)
@@ -1003,11 +1084,27 @@ class LiveRunner:
             raw = {"out": out, "reasons_packed": bool(getattr(self.strategy, "reasons_packed", False)),
                    "stage_names": tuple(getattr(self.strategy, "stage_names", ()))}
             table = engine.decision_outputs(self.specs, raw)[0].to_arrow()
-            if self._dec_writer is None:
-                self._dec_writer = pq.ParquetWriter(str(self.out / "decisions.parquet"), table.schema)
-            self._dec_writer.write_table(table.cast(self._dec_writer.schema))
-        if final and self._dec_writer is not None:
-            self._dec_writer.close()
+            self._dec_started = True
+            path = str(self.out / "decisions.parquet")
+
+            def write_table():
+                if self._dec_writer is None:
+                    self._dec_writer = pq.ParquetWriter(path, table.schema)
+                self._dec_writer.write_table(table.cast(self._dec_writer.schema))
+
+            self._run_write(write_table, f"writing {len(table)} rows to decisions.parquet")
+        if final and self._dec_started:
+            self._run_write(lambda: self._dec_writer.close(), "closing decisions.parquet")
+        if final:
+            self.writer.close()  # (every write done; a failed one raised)
+
+    def _run_write(self, fn, what: str) -> None:
+        """A file write on the writer thread (deferred outputs) or at once."""
+        if self.defer_outputs:
+            self.writer.submit(fn, what)
+        else:
+            self.writer.wait()
+            fn()
 
     def _write_decisions(self) -> None:
         """The last decision rows into decisions.parquet; the summary's stage latencies from the kept timings."""

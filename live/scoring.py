@@ -190,6 +190,7 @@ class LiveScoring:
         self.model: _Model | None = None
         self.shadow: _Model | None = None
         self.info: dict | None = None
+        self._pub: dict | None = None  # metric children and columns of publish(), bound at its first call
         mc = cfg.model
         if mc.id:
             self._load_model(cfg, runner)
@@ -357,29 +358,96 @@ class LiveScoring:
     # ------------------------------------------------------------------------------------------- output
 
     def publish(self, metrics) -> None:
-        """The collectors' values as ``mm_symbol_*`` gauges and the model's scores/latencies (runner publication)."""
+        """The collectors' values as ``mm_symbol_*`` gauges and the model's scores/latencies (runner publication):
+        :meth:`publish_symbol` of every symbol, then :meth:`publish_model`."""
+        for i in range(self.n):
+            self.publish_symbol(metrics, i)
+        self.publish_model(metrics)
+
+    def publish_symbol(self, metrics, i: int) -> None:
+        """Symbol ``i``'s collector values as its ``mm_symbol_*`` gauges. The labelled children are resolved once
+        (:meth:`_bind_gauges`); a gauge is set only when its value changed since its last publication (a gauge the
+        runner sets too, ``mm_symbol_spread_ticks``, every time)."""
+        if self._pub is None or self._pub["metrics"] is not metrics:
+            self._bind_gauges(metrics)
+        p = self._pub
+        last, children, shared = p["last"][i], p["children"][i], p["shared"]
+        for j, v in enumerate(self._metric_values(i)):
+            o = last[j]
+            if (v != o and not (v != v and o != o)) or j in shared:  # noqa: PLR0124 (NaN after NaN: unchanged)
+                children[j].set(v)
+                last[j] = v
+
+    def publish_model(self, metrics) -> None:
+        """The model's last scores, scored-tick counts and scoring latencies (nothing without ``[model] id``)."""
         from live.metrics import observe_many
 
-        gauges = metrics.sym_features
-        st = self.state
-        for i, sym in enumerate(self.runner.symbols):
-            rec = st[i]
-            for name, (fld, k) in METRICS.items():
-                gauges[name].labels(sym).set(float(rec[fld] if k < 0 else rec[fld][k]))
         if self.model is None:
             return
-        for i, sym in enumerate(self.runner.symbols):
+        if self._pub is None or self._pub["metrics"] is not metrics:
+            self._bind_gauges(metrics)
+        p = self._pub
+        for i in range(self.n):
             if np.isfinite(self._last[i]):
-                metrics.model_score.labels(sym).set(float(self._last[i]))
+                p["score"][i].set(float(self._last[i]))
             if self.shadow is not None and np.isfinite(self._last_shadow[i]):
-                metrics.model_shadow_score.labels(sym).set(float(self._last_shadow[i]))
+                p["shadow"][i].set(float(self._last_shadow[i]))
             d = self._ticks[i] - self._ticks_pub[i]
             if d:
-                metrics.model_ticks.labels(sym).inc(d)
+                p["ticks"][i].inc(d)
                 self._ticks_pub[i] = self._ticks[i]
         if self._lat_pending:
             observe_many(metrics.model_score_latency, np.array(self._lat_pending, dtype=np.float64) / 1e9)
             self._lat_pending.clear()
+
+    def _bind_gauges(self, metrics) -> None:
+        """The labelled children of every (symbol, collector metric) and of the model's per-symbol metrics, and
+        the collector state's 8-byte columns holding the metrics (one gather per publication)."""
+        syms = self.runner.symbols
+        gauges = metrics.sym_features
+        own = {id(g) for g in (metrics.sym_mid, metrics.sym_spread, metrics.sym_imbalance, metrics.halted)}
+        names = list(METRICS)
+        st = self.state
+        cols, is_int = [], []
+        for name in names:
+            fld, k = METRICS[name]
+            ft, off = st.dtype.fields[fld][:2]
+            base = ft.base if ft.subdtype else ft
+            if base.kind not in "fi" or base.itemsize != 8 or off % 8:
+                cols = None  # (not the collector layout: read field by field)
+                break
+            cols.append(off // 8 + max(k, 0))
+            is_int.append(base.kind == "i")
+        if not (st.flags.c_contiguous and st.dtype.itemsize % 8 == 0):
+            cols = None
+        self._pub = {
+            "metrics": metrics, "names": names,
+            "cols": None if cols is None else np.array(cols, dtype=np.int64),
+            "int_cols": None if cols is None else np.array(cols, dtype=np.int64)[np.array(is_int, dtype=bool)],
+            "int_at": [j for j, x in enumerate(is_int) if x] if cols is not None else [],
+            "children": [[gauges[name].labels(s) for name in names] for s in syms],  # [symbol][metric]
+            "shared": {j for j, name in enumerate(names) if id(gauges[name]) in own},
+            "last": [[object()] * len(names) for _ in syms],  # (never equal: the first publication sets all)
+        }
+        if self.model is not None:  # (a session without a model exposes no model series)
+            self._pub.update(score=[metrics.model_score.labels(s) for s in syms],
+                             shadow=[metrics.model_shadow_score.labels(s) for s in syms] if self.shadow else None,
+                             ticks=[metrics.model_ticks.labels(s) for s in syms])
+
+    def _metric_values(self, i: int) -> list[float]:
+        """Symbol ``i``'s values of :data:`METRICS` (in its order) from the collector state, as Python floats."""
+        p = self._pub
+        st = self.state
+        cols = p["cols"]
+        if cols is None:
+            rec = st[i]
+            return [float(rec[fld] if k < 0 else rec[fld][k]) for fld, k in METRICS.values()]
+        n = len(st)
+        row = st.view(np.float64).reshape(n, -1)[i, cols].tolist()
+        if p["int_at"]:
+            for j, v in zip(p["int_at"], st.view(np.int64).reshape(n, -1)[i, p["int_cols"]].tolist()):
+                row[j] = float(v)
+        return row
 
     def summary(self) -> dict:
         """``summary.json`` keys: ``model`` (as the backtest's, plus score latency) and ``features`` (the
