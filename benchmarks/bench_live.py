@@ -213,7 +213,94 @@ def _watch_steps(r) -> tuple[dict, list]:
     return first, steps
 
 
-def loopback(seconds: float, live: dict | None = None) -> dict:
+def _frame_kind(raw: bytes) -> int:
+    """0 book snapshot, 1 book delta, 2 trade, 3 other (by the frame's head)."""
+    head = raw[:120]
+    if b'"orderbook.' in head:
+        return 0 if b'"snapshot"' in head else 1
+    return 2 if b'"publicTrade.' in head else 3
+
+
+def _profile_steps(r) -> list:
+    """Wrap ``r.process_pending`` (inside :func:`_watch_steps`) and the paper exchange's ``add``/``step``: per
+    step with frames a row (frames, bytes, snapshots, deltas, trades, decisions ran, oldest frame's wait before
+    the step us, normalize us, paper.add us, loop call us, after us, whole call us, on-CPU us, oldest frame's
+    latency us)."""
+    rows: list = []
+    step = r.process_pending
+    t_part = [0, 0]
+
+    def wrap(obj, name, k):
+        f = getattr(obj, name)
+
+        def g(*a, **kw):
+            t0 = time.perf_counter_ns()
+            try:
+                return f(*a, **kw)
+            finally:
+                t_part[k] += time.perf_counter_ns() - t0
+        setattr(obj, name, g)
+
+    def process_pending(horizon_ns, **kw):
+        if r.paper is None or not r.queue:
+            return step(horizon_ns, **kw)
+        if not getattr(r.paper, "_profiled", False):
+            wrap(r.paper, "add", 0)
+            wrap(r.paper, "step", 1)
+            r.paper._profiled = True
+        frames = [f for e in r.queue for f in e]
+        kinds = [_frame_kind(raw) for _, raw in frames]
+        nbytes = sum(len(raw) for _, raw in frames)
+        wait_us = (r.clock_ns() - frames[0][0]) / 1e3
+        n_dec = int(r.paper.a.rs[0]["n_decisions"])
+        t_part[0] = t_part[1] = 0
+        n_sp = len(r._steps_pending)
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        step(horizon_ns, **kw)
+        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+        dec_ns, _, out_ns, _ = r._steps_pending[n_sp:n_sp + 4] if len(r._steps_pending) >= n_sp + 4 else (0,) * 4
+        lat = r.frame_lat_ns[-len(frames)] / 1e3 if len(r.frame_lat_ns) >= len(frames) else float("nan")
+        rows.append((len(frames), nbytes, kinds.count(0), kinds.count(1), kinds.count(2),
+                     int(r.paper.a.rs[0]["n_decisions"]) > n_dec, wait_us, dec_ns / 1e3, t_part[0] / 1e3,
+                     t_part[1] / 1e3, out_ns / 1e3, (t1 - t0) / 1e3, (c1 - c0) / 1e3, lat))
+
+    r.process_pending = process_pending
+    return rows
+
+
+PROFILE_COLS = ("frames", "bytes", "snap", "delta", "trade", "tick", "wait_us", "normalize_us", "add_us", "loop_us",
+                "after_us", "call_us", "cpu_us", "oldest_lat_us")
+
+
+def profile_report(rows: list) -> None:
+    """Print the profile of the steps: all, the slowest 1 % by the oldest frame's latency, and by frame count."""
+    a = np.array(rows, dtype=np.float64).reshape(-1, len(PROFILE_COLS))
+    if not len(a):
+        return
+    lat = a[:, -1]
+    cut = np.percentile(lat, 99)
+    print(f"  step profile ({len(a)} steps with frames; columns: mean over the steps)")
+    print("    " + " ".join(f"{c:>13s}" for c in ("set",) + PROFILE_COLS))
+
+    def line(name, m):
+        if m.any():
+            print("    " + f"{name:>13s} " + " ".join(f"{v:13.1f}" for v in a[m].mean(axis=0)) + f"  n={int(m.sum())}")
+
+    line("all", np.ones(len(a), bool))
+    line("lat<p50", lat <= np.percentile(lat, 50))
+    line("lat>=p99", lat >= cut)
+    line("tick", a[:, 5] > 0)
+    line("snapshot", a[:, 2] > 0)
+    line("no snap/tick", (a[:, 2] == 0) & (a[:, 5] == 0))
+    for lo, hi in ((1, 2), (2, 5), (5, 10), (10, 20), (20, 10**9)):
+        line(f"frames {lo}-{hi - 1}", (a[:, 0] >= lo) & (a[:, 0] < hi))
+    # Frame-weighted: which steps hold the frames above the frame p99 (a frame's latency <= its step's oldest).
+    share = a[lat >= cut]
+    print(f"    steps with oldest-frame latency >= {cut:.0f} us: snapshot in {100 * (share[:, 2] > 0).mean():.0f} %, "
+          f"tick in {100 * (share[:, 5] > 0).mean():.0f} %, frames mean {share[:, 0].mean():.1f}")
+
+
+def loopback(seconds: float, live: dict | None = None, profile: bool = False, split: int | None = None) -> dict:
     """One loopback run: receive-only client, then the runner (``live``: extra ``[live]`` keys)."""
     from live.runner import LiveRunner
 
@@ -231,6 +318,9 @@ def loopback(seconds: float, live: dict | None = None) -> dict:
             with tempfile.TemporaryDirectory() as d:
                 r = LiveRunner(_cfg({"ws_url": url, **(live or {})}), out_dir=d)
                 first, steps = _watch_steps(r)
+                prof = _profile_steps(r) if profile else None
+                if split is not None:
+                    r.split_frame_bytes = split
                 s = asyncio.run(r.run(seconds))
             st = np.array([x for x in steps if x[0]], dtype=np.float64).reshape(-1, 3)
             out.update({"msgs_per_s": s["frames"] / (s["feed_s"] or s["wall_s"]), "p50_us": s["frame_to_step_us_p50"],
@@ -240,7 +330,8 @@ def loopback(seconds: float, live: dict | None = None) -> dict:
                         "frames_per_step_max": float(st[:, 0].max()) if len(st) else 0.0,
                         "step_wall_p99_us": _pct(st[:, 1], 99) / 1e3, "step_cpu_p99_us": _pct(st[:, 2], 99) / 1e3,
                         "step_wall_p50_us": _pct(st[:, 1], 50) / 1e3,
-                        "descheduled_steps": int((st[:, 1] > 2 * st[:, 2] + 500_000).sum()), "first_tick": first})
+                        "descheduled_steps": int((st[:, 1] > 2 * st[:, 2] + 500_000).sum()), "first_tick": first,
+                        "profile": prof})
         stop.set()
         proc.join(10)
     return out
@@ -290,6 +381,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--runs", type=int, default=1, help="loopback runs (medians printed)")
     ap.add_argument("--loopback-only", action="store_true", help="skip the one-core measurements")
+    ap.add_argument("--profile-steps", action="store_true",
+                    help="per loopback run: the steps' frames, bytes, frame kinds and time split (instrumented)")
+    ap.add_argument("--compare-split", action="store_true",
+                    help="also: loopback runs with large frames batched with the frames before them (the previous "
+                         "rule, LiveRunner.split_frame_bytes = 0), alternating with the default runs")
     ap.add_argument("--budgets-us", default="", help="also: one loopback run per [live] latency_budget_us, e.g. 0,50,300")
     args = ap.parse_args(argv)
     if not REC.exists():
@@ -298,7 +394,20 @@ def main(argv=None) -> None:
 
     if not args.loopback_only:
         one_core_report(load_cryptofeed(REC))
-    runs = [loopback(args.seconds) for _ in range(args.runs)]
+    runs, unsplit = [], []
+    for _ in range(args.runs):
+        if args.compare_split:
+            unsplit.append(loopback(args.seconds, profile=args.profile_steps, split=0))
+        runs.append(loopback(args.seconds, profile=args.profile_steps))
+    if unsplit:
+        for name, rr in (("large frames batched (split_frame_bytes 0, baseline)", unsplit), ("default", runs)):
+            m = {k: float(np.median([x[k] for x in rr])) for k in ("msgs_per_s", "p50_us", "p99_us", "step_cpu_p99_us")}
+            print(f"  {name}: p50 {m['p50_us']:.0f} us, p99 {m['p99_us']:.0f} us, step on-CPU p99 "
+                  f"{m['step_cpu_p99_us']:.0f} us, {m['msgs_per_s']:,.0f} msg/s; per run p99 "
+                  + ", ".join(f"{x['p99_us']:.0f}" for x in rr))
+    if args.profile_steps:
+        for x in unsplit + runs:
+            profile_report(x["profile"])
 
     def med(key, sub=None):
         return float(np.median([(x[key] if sub is None else x[key].get(sub, float("nan"))) for x in runs]))

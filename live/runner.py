@@ -80,6 +80,11 @@ HIST_CHUNK = 256
 #: queued ahead of it may hold it back; the session does not wait longer for it).
 CLOSE_TIMEOUT_S = 1.0
 
+#: A received frame of at least this many bytes (a book snapshot: Bybit orderbook.200 ones are ~8 KiB and their
+#: step costs ~0.5 ms, mostly the loop call clearing and refilling the books) is not batched with the frames
+#: queued before it: those are stepped first, up to its receive time, so their actions do not wait for it.
+SPLIT_FRAME_BYTES = 4096
+
 #: Frames the websocket client reads ahead of the reader task (its default, 16, pauses the socket while a step
 #: runs, and the venue's sends wait for the reader instead of filling the buffer).
 WS_MAX_QUEUE = 4096
@@ -253,6 +258,9 @@ class LiveRunner:
         self.drain_rows = DRAIN_ROWS
         self.drain_after_ns = DRAIN_AFTER_NS
         self.drain_when_idle = True
+        #: Frames of at least this many bytes are stepped apart from the frames queued before them
+        #: (:data:`SPLIT_FRAME_BYTES`; 0 or less: never).
+        self.split_frame_bytes = SPLIT_FRAME_BYTES
         self.drain_idle_after_ns = DRAIN_IDLE_AFTER_NS
         self._held_rows = 0  # output rows held since the last drain
         self._held_since_ns = 0  # perf_counter_ns of the first of them
@@ -400,10 +408,12 @@ class LiveRunner:
     async def _read_frames(self, ws) -> None:
         """Receive the frames of one connection: stamp ("frame received", as the client hands the frame over),
         record and queue each, and step the queue when :func:`step_due` says so (the processor steps what is left
-        queued when the connection ends)."""
+        queued when the connection ends). A frame of :attr:`split_frame_bytes` or more (a book snapshot) is not
+        batched with the frames queued before it: they are stepped first, up to its receive time."""
         from websockets.exceptions import ConnectionClosedOK
 
         budget_ns = int(self.lc.latency_budget_us * 1000)
+        split_bytes = self.split_frame_bytes if self.split_frame_bytes > 0 else 1 << 62
         queue = self.queue
         oldest_pc = 0  # perf_counter_ns when the oldest frame of the queue was received
         try:
@@ -414,6 +424,10 @@ class LiveRunner:
                     return
                 ts = self.now_ns()
                 pc = time.perf_counter_ns()
+                if queue and len(raw) >= split_bytes:
+                    # Step the frames before this large one first (horizon: its receive time, so the loop runs
+                    # exactly what it would have run before this frame's events in a joint step).
+                    self.process_pending(min(self.clock_ns() - int(self.lc.horizon_margin_ms * NS_PER_MS), ts))
                 if not queue:
                     oldest_pc = pc
                 self.recorder.write(ts, raw)

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from live.replay import _TS
-from live.runner import LiveRunner, step_due, ws_read_ahead
+from live.runner import SPLIT_FRAME_BYTES, LiveRunner, step_due, ws_read_ahead
 from mmlab.config import load_config
 from mmlab.errors import ConfigError
 
@@ -55,7 +55,10 @@ def _frames(n: int) -> list[bytes]:
 
 def _read(tmp_path, bursts, **live):
     """Run the reader's frame loop on ``bursts``; returns the runner and the frames of each step."""
+    split = live.pop("split", None)
     r = LiveRunner(_cfg(**live), out_dir=tmp_path)
+    if split is not None:
+        r.split_frame_bytes = split
     steps: list[list[bytes]] = []
 
     def process_pending(horizon_ns, **kw):
@@ -144,7 +147,9 @@ def test_the_real_step_receives_every_frame(tmp_path, bybit_linear):
     r.publish_metrics()
     assert sum(n_steps) == len(frames) == r.recorder.frames
     assert sum(v for k, v in r.counts.items() if k.startswith("frames_")) == len(frames)
-    assert len(n_steps) == len(bursts)  # one step per burst
+    # One step per burst, plus one per large frame (a snapshot) not first in its burst: stepped apart.
+    splits = sum(1 for b in bursts for f in b[1:] if len(f) >= SPLIT_FRAME_BYTES)
+    assert len(n_steps) == len(bursts) + splits
     s = r.shutdown(0.0)
     assert s["frames"] == len(frames)
 
@@ -200,3 +205,32 @@ def test_the_websocket_client_exposes_its_read_ahead():
         return seen
 
     assert asyncio.run(main()) == [5, 4]
+
+
+def test_a_large_frame_is_stepped_apart_from_the_frames_before_it(tmp_path):
+    """A snapshot-sized frame does not delay the frames queued before it: they are stepped first, with the
+    horizon capped at its receive time; it and the frames read after it follow the usual rule."""
+    big = b'{"k":"' + b"x" * SPLIT_FRAME_BYTES + b'"}'
+    fr = _frames(6)
+    burst = [fr[0], fr[1], big, fr[2], fr[3]]
+    _, steps = _read(tmp_path, [burst, fr[4:]], latency_budget_us=1e9)
+    assert steps == [fr[:2], [big, fr[2], fr[3]], fr[4:]]
+    _, steps2 = _read(tmp_path / "off", [burst], latency_budget_us=1e9, split=0)
+    assert steps2 == [burst]
+
+
+def test_the_split_step_horizon_stops_before_the_large_frame(tmp_path):
+    r = LiveRunner(_cfg(latency_budget_us=1e9, horizon_margin_ms=0.0), out_dir=tmp_path)
+    big = b'{"k":"' + b"x" * SPLIT_FRAME_BYTES + b'"}'
+    calls = []
+
+    def process_pending(horizon_ns, **kw):
+        calls.append((horizon_ns, [ts for e in r.queue for ts, _ in e]))
+        r.queue.clear()
+        r.backlog = 0
+
+    r.process_pending = process_pending
+    asyncio.run(r._read_frames(FakeWs([[b"{}", b"{}", big]])))
+    r.recorder.close()
+    (h0, ts0), (h1, ts1) = calls
+    assert len(ts0) == 2 and len(ts1) == 1 and max(ts0) < h0 <= ts1[0] <= h1
