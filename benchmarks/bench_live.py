@@ -27,7 +27,7 @@ BTCUSDT/ETHUSDT/SOLUSDT/DOGEUSDT, grid strategy, 100 ms ticks):
    on-CPU time plus 0.5 ms: the process was descheduled), and the session's first decision tick (the whole
    grid placed). Baseline in the same run: a client that only receives the frames (same client settings).
 
-Goals (issue): p99 <= 200 us frame received -> actions emitted (all frames, and the frames that ran a
+Goals: p99 <= 200 us frame received -> actions emitted (all frames, and the frames that ran a
 decision tick), >= 50 k messages/s on one core.
 
     python benchmarks/bench_live.py [--seconds 8] [--runs 3] [--loopback-only] [--budgets-us 0,100,300]
