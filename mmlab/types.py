@@ -66,6 +66,10 @@ book_dtype = np.dtype(
         ("recenters", np.int64),  # times the window was moved to follow the touch
         ("dropped_levels", np.int64),  # non-empty levels lost outside the window
         ("initialized", np.bool_),  # base_tick is set (first level seen since creation or a full CLEAR)
+        # Watermarks: every non-empty bid lies in [bid_low_tick, best_bid_tick], every non-empty ask in
+        # [best_ask_tick, ask_high_tick], so CLEAR and re-centering touch only that range (new_books sets them).
+        ("bid_low_tick", np.int64),  # lowest tick a bid was set at since the bid side was last empty, NO_ASK_TICK if none
+        ("ask_high_tick", np.int64),  # highest tick an ask was set at since the ask side was last empty, NO_BID_TICK if none
     ],
     align=True,
 )

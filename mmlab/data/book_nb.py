@@ -5,6 +5,12 @@ quantities, indexed by ``price_ticks - base_tick``. The window follows the marke
 (one near the touch) falls outside it, the window is re-centered on the touch; non-empty levels that fall off
 the far end, and new levels too far from the touch to fit, are dropped and counted in ``dropped_levels``.
 
+Watermarks bound the populated range of each side: every non-empty bid lies in ``[bid_low_tick, best_bid_tick]``
+and every non-empty ask in ``[best_ask_tick, ask_high_tick]`` (a side's watermark resets when the side empties).
+A CLEAR (before each snapshot) zeroes that range only, a re-centering moves only it, and a best-price rescan
+stops at it: the cost follows the levels held (a few hundred), not the window (65,536 by default), with the
+same results as sweeping the whole window.
+
 The same kernel serves ``mmlab data verify``, the simulator and the live runner.
 
 >>> book, bid_qty, ask_qty = new_books(1, n_levels=1024)
@@ -74,6 +80,8 @@ def new_books(n_books: int, n_levels: int = 1 << 16) -> tuple[np.ndarray, np.nda
     book["n_levels"] = n_levels
     book["best_bid_tick"] = NO_BID_TICK
     book["best_ask_tick"] = NO_ASK_TICK
+    book["bid_low_tick"] = NO_ASK_TICK
+    book["ask_high_tick"] = NO_BID_TICK
     bid_qty = np.zeros((n_books, n_levels), dtype=np.float64)
     ask_qty = np.zeros((n_books, n_levels), dtype=np.float64)
     return book, bid_qty, ask_qty
@@ -132,39 +140,58 @@ def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
                 else:
                     new_base = center - n // 2
                     shift = new_base - book[b].base_tick  # new_idx = old_idx - shift
+                    base = book[b].base_tick
+                    # Only the watermarked ranges can hold levels: [blo, bhi] bids, [alo, ahi] asks (old indices).
+                    blo, bhi, alo, ahi = 0, -1, 0, -1
+                    if book[b].best_bid_tick != NO_BID_TICK:
+                        blo = max(book[b].bid_low_tick - base, 0)
+                        bhi = book[b].best_bid_tick - base
+                    if book[b].best_ask_tick != NO_ASK_TICK:
+                        alo = book[b].best_ask_tick - base
+                        ahi = min(book[b].ask_high_tick - base, n - 1)
                     lost = 0
                     if shift >= n or shift <= -n:
-                        for i in range(n):
+                        for i in range(blo, bhi + 1):
                             if bid_qty[b, i] > 0.0:
                                 lost += 1
+                            bid_qty[b, i] = 0.0
+                        for i in range(alo, ahi + 1):
                             if ask_qty[b, i] > 0.0:
                                 lost += 1
-                            bid_qty[b, i] = 0.0
                             ask_qty[b, i] = 0.0
                     elif shift > 0:
-                        for i in range(shift):
+                        # Levels below index shift fall off; the rest move down by shift (ascending copy), and the
+                        # top shift indices of each range are left empty.
+                        for i in range(blo, min(bhi + 1, shift)):
                             if bid_qty[b, i] > 0.0:
                                 lost += 1
+                        for i in range(max(blo, shift), bhi + 1):
+                            bid_qty[b, i - shift] = bid_qty[b, i]
+                        for i in range(max(blo, bhi - shift + 1), bhi + 1):
+                            bid_qty[b, i] = 0.0
+                        for i in range(alo, min(ahi + 1, shift)):
                             if ask_qty[b, i] > 0.0:
                                 lost += 1
-                        for i in range(n - shift):
-                            bid_qty[b, i] = bid_qty[b, i + shift]
-                            ask_qty[b, i] = ask_qty[b, i + shift]
-                        for i in range(n - shift, n):
-                            bid_qty[b, i] = 0.0
+                        for i in range(max(alo, shift), ahi + 1):
+                            ask_qty[b, i - shift] = ask_qty[b, i]
+                        for i in range(max(alo, ahi - shift + 1), ahi + 1):
                             ask_qty[b, i] = 0.0
                     else:
                         s = -shift
-                        for i in range(n - s, n):
+                        # Levels at index n - s and above fall off; the rest move up by s (descending copy).
+                        for i in range(max(blo, n - s), bhi + 1):
                             if bid_qty[b, i] > 0.0:
                                 lost += 1
+                        for i in range(min(bhi, n - 1 - s), blo - 1, -1):
+                            bid_qty[b, i + s] = bid_qty[b, i]
+                        for i in range(blo, min(bhi, blo + s - 1) + 1):
+                            bid_qty[b, i] = 0.0
+                        for i in range(max(alo, n - s), ahi + 1):
                             if ask_qty[b, i] > 0.0:
                                 lost += 1
-                        for i in range(n - 1, s - 1, -1):
-                            bid_qty[b, i] = bid_qty[b, i - s]
-                            ask_qty[b, i] = ask_qty[b, i - s]
-                        for i in range(s):
-                            bid_qty[b, i] = 0.0
+                        for i in range(min(ahi, n - 1 - s), alo - 1, -1):
+                            ask_qty[b, i + s] = ask_qty[b, i]
+                        for i in range(alo, min(ahi, alo + s - 1) + 1):
                             ask_qty[b, i] = 0.0
                     book[b].base_tick = new_base
                     book[b].recenters += 1
@@ -173,15 +200,25 @@ def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
                     bb = book[b].best_bid_tick
                     if bb != NO_BID_TICK and (bb < new_base or bb >= new_base + n):
                         j = n - 1 if bb >= new_base else -1
-                        while j >= 0 and not bid_qty[b, j] > 0.0:
+                        j_end = max(book[b].bid_low_tick - new_base, 0)  # no bids below the watermark
+                        while j >= j_end and not bid_qty[b, j] > 0.0:
                             j -= 1
-                        book[b].best_bid_tick = new_base + j if j >= 0 else NO_BID_TICK
+                        if j >= j_end:
+                            book[b].best_bid_tick = new_base + j
+                        else:
+                            book[b].best_bid_tick = NO_BID_TICK
+                            book[b].bid_low_tick = NO_ASK_TICK
                     ba = book[b].best_ask_tick
                     if ba != NO_ASK_TICK and (ba < new_base or ba >= new_base + n):
                         j = 0 if ba < new_base else n
-                        while j < n and not ask_qty[b, j] > 0.0:
+                        j_end = min(book[b].ask_high_tick - new_base, n - 1)  # no asks above the watermark
+                        while j <= j_end and not ask_qty[b, j] > 0.0:
                             j += 1
-                        book[b].best_ask_tick = new_base + j if j < n else NO_ASK_TICK
+                        if j <= j_end:
+                            book[b].best_ask_tick = new_base + j
+                        else:
+                            book[b].best_ask_tick = NO_ASK_TICK
+                            book[b].ask_high_tick = NO_BID_TICK
                     idx = price_ticks - new_base
         if idx >= 0:
             if side == _BID:
@@ -189,38 +226,54 @@ def book_apply_nb(book, bid_qty, ask_qty, b, kind, side, price_ticks, qty):
                     bid_qty[b, idx] = qty
                     if price_ticks > book[b].best_bid_tick:
                         book[b].best_bid_tick = price_ticks
+                    book[b].bid_low_tick = min(book[b].bid_low_tick, price_ticks)
                 else:
                     bid_qty[b, idx] = 0.0
                     if price_ticks == book[b].best_bid_tick:
-                        # The best level went away: scan down to the next non-empty one (bounded by the window).
+                        # The best level went away: scan down to the next non-empty one (bounded by the watermark).
                         j = idx - 1
-                        while j >= 0 and not bid_qty[b, j] > 0.0:
+                        j_end = max(book[b].bid_low_tick - book[b].base_tick, 0)
+                        while j >= j_end and not bid_qty[b, j] > 0.0:
                             j -= 1
-                        book[b].best_bid_tick = book[b].base_tick + j if j >= 0 else NO_BID_TICK
+                        if j >= j_end:
+                            book[b].best_bid_tick = book[b].base_tick + j
+                        else:
+                            book[b].best_bid_tick = NO_BID_TICK
+                            book[b].bid_low_tick = NO_ASK_TICK
             elif side == _ASK:
                 if add:
                     ask_qty[b, idx] = qty
                     if price_ticks < book[b].best_ask_tick:
                         book[b].best_ask_tick = price_ticks
+                    book[b].ask_high_tick = max(book[b].ask_high_tick, price_ticks)
                 else:
                     ask_qty[b, idx] = 0.0
                     if price_ticks == book[b].best_ask_tick:
                         j = idx + 1
-                        while j < n and not ask_qty[b, j] > 0.0:
+                        j_end = min(book[b].ask_high_tick - book[b].base_tick, n - 1)
+                        while j <= j_end and not ask_qty[b, j] > 0.0:
                             j += 1
-                        book[b].best_ask_tick = book[b].base_tick + j if j < n else NO_ASK_TICK
+                        if j <= j_end:
+                            book[b].best_ask_tick = book[b].base_tick + j
+                        else:
+                            book[b].best_ask_tick = NO_ASK_TICK
+                            book[b].ask_high_tick = NO_BID_TICK
     elif kind == _CLEAR:
-        # Non-empty levels imply a best price, so an empty side needs no O(n) reset.
+        # Non-empty levels imply a best price, so an empty side needs no reset; a non-empty one is zeroed only
+        # between its watermark and its best price (the populated range), not over the whole window.
+        base = book[b].base_tick
         if (side == _BID or side == _BOTH) and book[b].best_bid_tick != NO_BID_TICK:
-            for i in range(n):
+            for i in range(max(book[b].bid_low_tick - base, 0), book[b].best_bid_tick - base + 1):
                 bid_qty[b, i] = 0.0
         if (side == _ASK or side == _BOTH) and book[b].best_ask_tick != NO_ASK_TICK:
-            for i in range(n):
+            for i in range(book[b].best_ask_tick - base, min(book[b].ask_high_tick - base, n - 1) + 1):
                 ask_qty[b, i] = 0.0
         if side == _BID or side == _BOTH:
             book[b].best_bid_tick = NO_BID_TICK
+            book[b].bid_low_tick = NO_ASK_TICK
         if side == _ASK or side == _BOTH:
             book[b].best_ask_tick = NO_ASK_TICK
+            book[b].ask_high_tick = NO_BID_TICK
         if side == _BOTH:
             # An empty book re-anchors its window on the next level it sees.
             book[b].initialized = False
