@@ -72,21 +72,33 @@ def _used_nb(matched, nq, j):
     return False
 
 
-@njit(cache=True, _nrt=False)
+# The stage is inlined into its callers and only its active part is a call: a pass-through tick (no rule on,
+# nothing to quote, HALT/SKIP) costs no call, whose six array arguments are passed word by word.
+@njit(cache=True, _nrt=False, inline="always")
 def queue_aware_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, orders, n_orders, params, state, out, quotes):
     """Stage 5: keep/drop decisions on the desired quotes against the working orders; returns a ``QueueReason``."""
+    p = params
+    o = out
+    state.calls += 1
+    o.n_kept = 0
+    o.n_dropped = 0
+    active = p.keep_ticks > 0 or p.keep_back_ticks > 0 or p.tau_entry > 0.0 or p.tau_hold > 0.0
+    if o.n_quotes == 0 or o.quote_action == _HALT or o.quote_action == _SKIP or not active:
+        o.queue_reason = _PASS
+        return _PASS
+    return _queue_aware_active_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, orders, n_orders, params,
+                                  state, out, quotes)
+
+
+@njit(cache=True, _nrt=False)
+def _queue_aware_active_nb(now_ns, inp, bid_ticks, bid_qty, ask_ticks, ask_qty, orders, n_orders, params, state, out,
+                           quotes):
+    """``queue_aware_nb`` past its pass-through checks (a rule is on and there are quotes to judge)."""
     p = params
     s = state
     x = inp
     o = out
-    s.calls += 1
-    o.n_kept = 0
-    o.n_dropped = 0
     nq = o.n_quotes
-    active = p.keep_ticks > 0 or p.keep_back_ticks > 0 or p.tau_entry > 0.0 or p.tau_hold > 0.0
-    if nq == 0 or o.quote_action == _HALT or o.quote_action == _SKIP or not active:
-        o.queue_reason = _PASS
-        return _PASS
 
     k = o.intensity_k_per_tick
     if np.isnan(k):

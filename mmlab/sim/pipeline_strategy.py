@@ -64,7 +64,7 @@ from mmlab.types import (
 )
 
 __all__ = ["STAGE_NAMES", "grid_pipeline_spec", "pipeline_on_event_nb", "pipeline_on_fill_nb",
-           "pipeline_sim_decide_nb", "pipeline_strategy_spec"]
+           "pipeline_sim_decide_nb", "pipeline_strategy_spec", "tie_caches"]
 
 _BID = int(Side.BID)
 _ASK = int(Side.ASK)
@@ -115,7 +115,9 @@ def pipeline_on_fill_nb(symbol_id, now_ns, fill, params, state):
     x.entry_price = entry
 
 
-@njit(cache=True, _nrt=False)
+# Inlined into the decision function: a call would pass the orders, quotes and actions arrays and the state
+# array word by word (about 30 machine words) once per decision.
+@njit(cache=True, _nrt=False, inline="always")
 def _decide_stages_nb(now_ns, pipe, orders, n_orders, quotes, actions, state, s, timed):
     """``decide_nb``'s six stages in order; on ``timed`` ticks the cycle counter is read between stages and the
     cycles go to ``state[s, 1:7]``. Returns the number of actions."""
@@ -203,6 +205,31 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
     return pack_reasons_nb(pipe.out)
 
 
+def tie_caches() -> None:
+    """Make the on-disk numba caches of the decision function and the hooks stale whenever the source of a module
+    compiled into them changes (numba checks only the file defining a cached function; the stages are inlined or
+    linked into these). Call before their first compile or cache load; later calls do nothing."""
+    from mmlab import types
+    from mmlab.data import book_nb
+    from mmlab.features import ema, imbalance, intensity, volatility
+    from mmlab.pipeline import (
+        decide,
+        emit,
+        fetch_md,
+        guards,
+        inventory,
+        queue_aware,
+        spread,
+    )
+    from mmlab.sim import clock_nb
+    from mmlab.sim._cache import tie_cache_to_sources
+
+    modules = [types, book_nb, clock_nb, ema, imbalance, intensity, volatility, decide, emit, fetch_md, guards,
+               inventory, queue_aware, spread]
+    for fn in (pipeline_sim_decide_nb, pipeline_on_event_nb, pipeline_on_fill_nb):
+        tie_cache_to_sources(fn, *modules)
+
+
 def pipeline_strategy_spec(build: Callable, name: str = "pipeline"):
     """A ``StrategySpec`` running the pipeline with its hooks; ``build(cfg, n_symbols) -> Pipeline`` makes the
     records.
@@ -210,6 +237,8 @@ def pipeline_strategy_spec(build: Callable, name: str = "pipeline"):
     Each symbol's ``inventory.tick_size`` is set from its ``SymbolSpec``.
     """
     from mmlab.sim.strategies import StrategySpec
+
+    tie_caches()
 
     def build_params(cfg, specs) -> np.ndarray:
         arr = build(cfg, len(specs)).arr
