@@ -17,6 +17,15 @@ wall clock (``perf_counter``), best of ``--repeat`` after a warm-up of each (num
 this process). Printed: end-to-end seconds of each and their ratios, and the same for the compiled loop only
 (``loop_s``).
 
+Then where a pass spends its time, by variants of the compiled loop (``engine.simulate``, no frames; best of
+``--repeat``): one idle set (the grid with ``grid_num = 0``: the books replayed, a decision tick that quotes
+nothing) = the replay every set shares; one active set (the first one) = replay + one set's own work (ticks,
+orders, requests, reports, queues, fills); K idle sets in one pass = replay + K decision ticks per tick; K active
+sets in one pass. From these: the shared replay, the per-set cost of a tick in a pass, each set's own work in a
+pass against alone, the Python after the loop (end to end minus loop) of both batch variants, and the loop-only
+ratio the per-set work bounds (sequential loop / (replay + K x per-set work)); with the counters of one set
+(ticks, requests, order events, fills).
+
     python benchmarks/bench_batch.py [--k 64] [--repeat 1] [--real-root DIR]
 """
 
@@ -41,6 +50,57 @@ def _sets(k: int) -> list[dict]:
     sets = [{"strategy.half_spread_ticks": h, "strategy.skew_ticks": s, "strategy.order_qty": q,
              "strategy.max_position": m} for h, s, q, m in grid]
     return sets[:k]
+
+
+def _breakdown(cfg, cfgs, specs, ev, repeat, seq_best, bat_best, lean_best, bat) -> None:
+    """Print where a K-set pass spends its time (variants of the compiled loop, see the module docstring)."""
+    import dataclasses
+
+    from mmlab.sim.engine import simulate
+    from mmlab.sim.strategies import get_strategy
+
+    grid = get_strategy(cfg.strategy.name)
+
+    def idle_params(c, infos):
+        p = grid.build_params(c, infos)
+        p["grid_num"] = 0
+        return p
+
+    idle = dataclasses.replace(grid, build_params=idle_params)
+
+    variants = {"one_idle": (idle, cfgs[:1]), "one": (grid, cfgs[:1]), "k_idle": (idle, cfgs), "k_act": (grid, cfgs)}
+    best = dict.fromkeys(variants, 1e30)
+    raw = None
+    # Rounds of all four variants, best of each: the machine's load drifts between rounds, not within one.
+    for _ in range(max(repeat, 3)):
+        for name, (strategy, sets) in variants.items():
+            raw = simulate(sets[0], specs, [ev], strategy=strategy, batch_cfgs=sets if len(sets) > 1 else None,
+                           keep_decisions=False)
+            best[name] = min(best[name], raw["loop_s"])
+    k = len(cfgs)
+    one_idle, one, k_idle, k_act = best["one_idle"], best["one"], best["k_idle"], best["k_act"]
+    rs = raw["arrays"].rs
+    o = raw["out"]
+    n_ticks = int(rs["n_decisions"].mean())
+    print(f"  breakdown (compiled loop, best of {max(repeat, 3)}; one set = the first; counters per set, mean):")
+    print(f"    per set: {n_ticks:,} decision ticks, {rs['n_requests'].mean():,.0f} requests, "
+          f"{len(o['oev']) / k:,.0f} order events, {len(o['fills']) / k:,.0f} fills")
+    print(f"    shared replay (one idle set)            : {one_idle * 1e3:8.1f} ms")
+    print(f"    one set alone: its own work              : {(one - one_idle) * 1e3:8.1f} ms  (loop {one * 1e3:.1f} ms)")
+    print(f"    {k} idle sets in one pass                 : {k_idle * 1e3:8.1f} ms  -> {(k_idle - one_idle) / k * 1e3:.2f} ms "
+          f"per set for its decision ticks ({(k_idle - one_idle) / (k * n_ticks) * 1e9:.0f} ns a tick)")
+    own = (k_act - k_idle) / k
+    print(f"    {k} active sets in one pass               : {k_act * 1e3:8.1f} ms  -> {own * 1e3:.2f} ms per set of "
+          f"own work beyond its ticks")
+    print(f"    Python after the loop: full {(bat_best[0] - bat_best[1]) * 1e3:.0f} ms, studies "
+          f"{(lean_best[0] - lean_best[1]) * 1e3:.0f} ms for {k} sets (sequential full: "
+          f"{(seq_best[0] - seq_best[1]) / k * 1e3:.1f} ms a run)")
+    per_set = (k_act - one_idle) / k
+    alone = max(one - one_idle, 1e-6)
+    print(f"    loop-only ratio of these variants: {k} x {one * 1e3:.1f} ms / {k_act * 1e3:.1f} ms = "
+          f"{k * one / k_act:.2f}x; a set's work costs {per_set / alone:.2f}x in a pass what it costs alone "
+          f"({per_set * 1e3:.2f} vs {alone * 1e3:.2f} ms); bound if it cost the same: "
+          f"{k * one / (one_idle + k * alone):.1f}x, with no per-set work at all: {k * one / one_idle:.0f}x")
 
 
 def main() -> None:
@@ -127,6 +187,7 @@ def main() -> None:
         print(f"  ratio sequential / batch: full backtests {r_e2e:.2f}x ({ok(r_e2e)}), studies lean vs lean "
               f"{r_lean:.2f}x ({ok(r_lean)}), loop only {r_loop:.2f}x; goal >= {GOAL_RATIO:g}x; "
               f"results identical: {same}")
+        _breakdown(cfg, cfgs, specs, ev, args.repeat, seq_best, bat_best, lean_best, bat)
     finally:
         if made:
             shutil.rmtree(root, ignore_errors=True)

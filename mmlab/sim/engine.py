@@ -517,6 +517,10 @@ def simulate(cfg, specs: list[SymbolSpec], windows, *, lat_table: np.ndarray | N
 
     strategy = strategy or get_strategy(cfg.strategy.name)
     a = new_sim_arrays(cfg, specs, strategy, lat_table, batch_cfgs=batch_cfgs)
+    if not keep_decisions:
+        # Empty decision buffers: the loop then writes no decision rows at all (run_loop_nb).
+        a.decisions, a.dec_quotes, a.dec_actions = (np.zeros(0, dtype=x.dtype) for x in
+                                                    (a.decisions, a.dec_quotes, a.dec_actions))
     if getattr(strategy, "init_state", None) is not None:  # precomputed strategy inputs (e.g. model scores)
         strategy.init_state(a.strat_state, cfg, specs)
     out = _Collector(keep_decisions)

@@ -229,6 +229,14 @@ def _ring_head_ts_nb(ss, ring, requests):
     return t
 
 
+@njit(cache=True, _nrt=False, inline="always", error_model="numpy")
+def _ring_start_nb(s, cap):
+    """Slot where instance ``s``'s empty ring starts again. Rows of a ring array are a multiple of 4 KiB apart:
+    staggering the instances' first slots (24 messages, ~2.5 KB, apart) keeps their hot slots in different
+    cache sets."""
+    return (s * 24) % cap
+
+
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _list_remove_nb(lst, s, n, slot):
     """Remove ``slot`` from row ``s`` of a list keeping the order of the rest; returns the new count."""
@@ -274,13 +282,43 @@ def _exch_add_resting_nb(orders, exch_list, ss, s, slot):
     n = ss[s].n_exch
     exch_list[s, n] = slot
     ss[s].n_exch = n + 1
-    _refresh_exch_bounds_nb(orders, exch_list, ss, s)
+    # The bounds take the new price in (what a rescan of the list gives).
+    o = orders[slot]
+    p = o.exch_price_ticks
+    if o.side == _BID:
+        if ss[s].n_buy == 0:
+            ss[s].min_buy_tick = p
+            ss[s].max_buy_tick = p
+        else:
+            ss[s].min_buy_tick = min(ss[s].min_buy_tick, p)
+            ss[s].max_buy_tick = max(ss[s].max_buy_tick, p)
+        ss[s].n_buy += 1
+    else:
+        if ss[s].n_sell == 0:
+            ss[s].min_sell_tick = p
+            ss[s].max_sell_tick = p
+        else:
+            ss[s].min_sell_tick = min(ss[s].min_sell_tick, p)
+            ss[s].max_sell_tick = max(ss[s].max_sell_tick, p)
+        ss[s].n_sell += 1
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _exch_remove_resting_nb(orders, exch_list, ss, s, slot):
     ss[s].n_exch = _list_remove_nb(exch_list, s, ss[s].n_exch, slot)
-    _refresh_exch_bounds_nb(orders, exch_list, ss, s)
+    # Only an order at a bound (or the side's last one) moves the bounds: rescan then.
+    o = orders[slot]
+    p = o.exch_price_ticks
+    if o.side == _BID:
+        if ss[s].n_buy <= 1 or p == ss[s].min_buy_tick or p == ss[s].max_buy_tick:
+            _refresh_exch_bounds_nb(orders, exch_list, ss, s)
+        else:
+            ss[s].n_buy -= 1
+    else:
+        if ss[s].n_sell <= 1 or p == ss[s].min_sell_tick or p == ss[s].max_sell_tick:
+            _refresh_exch_bounds_nb(orders, exch_list, ss, s)
+        else:
+            ss[s].n_sell -= 1
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
@@ -307,11 +345,15 @@ def _alloc_slot_nb(orders, rs):
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _alloc_batch_slot_nb(orders, rs, ss, s):
-    """A parameter batch's slot for instance ``s``: the lowest free one of its own share of ``orders`` (its
-    orders stay in a few hot cache lines; a run's results never depend on which slot an order gets)."""
+    """A parameter batch's slot for instance ``s``: the first free one of its own share of ``orders`` from the
+    share's start (its orders stay in a few hot cache lines; a run's results never depend on which slot an order
+    gets). Shares are a multiple of 4 KiB apart: the starts are staggered by 32 slots (6 KiB) so that the
+    instances' hot slots fall in different cache sets."""
     share = orders.shape[0] // ss.shape[0]
     base = s * share
-    for i in range(base, base + share):
+    start = (s * 32) % share
+    for k in range(share):
+        i = base + (start + k) % share
         if not orders[i].used:
             rs[0].n_slots_used += 1
             return i
@@ -627,6 +669,11 @@ def _exch_on_request_nb(sp, sym, rs, ss, orders, exch_list, req_ring, resp_ring,
     cap = req_ring.shape[1]
     m = req_ring[s, ss[s].req_head % cap]
     ss[s].req_head += 1
+    if ss[s].req_head == ss[s].req_tail:
+        # An empty queue starts again at its first slot: the few slots in use stay in cache (``m`` is read below;
+        # nothing is queued to this ring before it returns).
+        ss[s].req_head = _ring_start_nb(s, cap)
+        ss[s].req_tail = ss[s].req_head
     slot = m.slot
     kind = m.kind
     req_seq = m.req_seq
@@ -668,7 +715,6 @@ def _exch_on_request_nb(sp, sym, rs, ss, orders, exch_list, req_ring, resp_ring,
             ok = _push_response_nb(sp, rs, ss, resp_ring, lat_table, orders, oev, book, s, slot, t, _EV_MODIFIED,
                                    o.exch_status, _R_NONE, o.exch_price_ticks, 0.0, o.exch_leaves_qty, 0.0, False,
                                    req_seq) >= 0
-    rs[0].next_req_ts = _ring_head_ts_nb(ss, req_ring, True)
     return ok
 
 
@@ -1010,6 +1056,10 @@ def _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s):
     cap = resp_ring.shape[1]
     m = resp_ring[s, ss[s].resp_head % cap]
     ss[s].resp_head += 1
+    if ss[s].resp_head == ss[s].resp_tail:
+        # An empty queue starts again at its first slot (see _exch_on_request_nb).
+        ss[s].resp_head = _ring_start_nb(s, cap)
+        ss[s].resp_tail = ss[s].resp_head
     slot = m.slot
     o = orders[slot]
     o.inflight -= 1
@@ -1064,7 +1114,6 @@ def _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s):
     if st == _ST_FILLED or st == _ST_CANCELED or st == _ST_REJECTED or st == _ST_EXPIRED:
         _local_remove_nb(local_list, ss, s, slot)
         _maybe_free_slot_nb(orders, rs, slot)
-    rs[0].next_resp_ts = _ring_head_ts_nb(ss, resp_ring, False)
 
 
 # ------------------------------------------------------------------------------------------ local: actions
@@ -1343,7 +1392,8 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
     local book ``b`` applied it) and ``on_fill(symbol_id, now_ns, fill, params, state)`` (every fill report, at
     its arrival, after the local account took it) are called only when ``sp.has_on_event`` / ``has_on_fill``;
     ``on_event`` only for the events ``sp.on_event_mask`` selects (``HookEvents``: every row by default).
-    Each decision writes a row to ``decisions`` with its quotes and actions in ``dec_quotes`` / ``dec_actions``;
+    Each decision writes a row to ``decisions`` with its quotes and actions in ``dec_quotes`` / ``dec_actions``
+    (none when ``decisions`` has no rows: the caller keeps no decision rows);
     a fraction ``sp.trace_fraction`` of the ticks is timed (cycle counter): the tick's time, and the strategy's
     ``sp.n_stage_timers`` stage timers, read from ``strat_state[s, 1:]`` after the loop set ``strat_state[s, 0]``
     to 1 (cycles; the loop converts them to ns with ``sp.ns_per_cycle``).
@@ -1384,6 +1434,8 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
     ns_per_cycle = sp[0].ns_per_cycle
     dq_room = n_inst * quotes.shape[0]
     da_room = n_inst * actions.shape[0]
+    # Empty decision buffers: the caller keeps no decision rows (nothing else changes).
+    keep_dec = decisions.shape[0] > 0
     i_l = rs[0].i_local
     i_e = rs[0].i_exch
     n_local_events = 0
@@ -1393,9 +1445,9 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
     while True:
         if (rs[0].n_fill_rows > fill_cap or rs[0].n_order_event_rows > oev_cap
                 or rs[0].n_state_rows + n_inst > states.shape[0] or rs[0].n_mid_rows >= mid_cap
-                or rs[0].n_decision_rows + n_inst > decisions.shape[0]
-                or rs[0].n_decision_quote_rows + dq_room > dec_quotes.shape[0]
-                or rs[0].n_decision_action_rows + da_room > dec_actions.shape[0]):
+                or (keep_dec and (rs[0].n_decision_rows + n_inst > decisions.shape[0]
+                                  or rs[0].n_decision_quote_rows + dq_room > dec_quotes.shape[0]
+                                  or rs[0].n_decision_action_rows + da_room > dec_actions.shape[0]))):
             status = _FLUSH
             break
         t_dc = rs[0].next_decision_ts
@@ -1536,6 +1588,8 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
                         break
                 if status == _RESPONSE_QUEUE_FULL:
                     break
+            # The next arrival once per step, not per message (a scan over every instance's ring).
+            rs[0].next_req_ts = _ring_head_ts_nb(ss, req_ring, True)
             if status == _RESPONSE_QUEUE_FULL:
                 break
             now = max(now, t_eo)
@@ -1581,6 +1635,7 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
                             on_fill(np.int64(s), t_lo, fill_rec[0], strat_params, strat_state)
                     else:
                         _local_on_response_nb(sym, rs, ss, orders, local_list, resp_ring, s)
+            rs[0].next_resp_ts = _ring_head_ts_nb(ss, resp_ring, False)
             now = max(now, t_lo)
             continue
         # Nothing else is due before the decision tick (or the horizon).
@@ -1628,8 +1683,11 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
                 tick_ns = np.int64((cycles_nb() - c0) * ns_per_cycle + 0.5)
             _write_state_nb(sp, sym, rs, ss, book, bid_qty, ask_qty, states, s, t_dc, quotes, n_q, n_a, n_view,
                             reason)
-            _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t_dc, quotes, n_q, actions,
-                               n_a, reason, tick_ns, timed, n_timers, ns_per_cycle)
+            if keep_dec:
+                _write_decision_nb(decisions, dec_quotes, dec_actions, rs, strat_state, s, t_dc, quotes, n_q,
+                                   actions, n_a, reason, tick_ns, timed, n_timers, ns_per_cycle)
+            elif timed and n_timers > 0:
+                strat_state[s, 0] = 0.0
         if timed:
             rs[0].n_timed_ticks += 1
         for g in range(rs.shape[0]):
