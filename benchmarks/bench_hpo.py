@@ -1,6 +1,8 @@
 """Study throughput on the shared BTCUSDT capture (two UTC days, one segment each).
 
     python benchmarks/bench_hpo.py [--trials 200] [--batch 8] [--storage journal|sqlite] [--sampler tpe]
+    python benchmarks/bench_hpo.py --trials 120 --one-worker           # only the two 1-worker studies
+    python benchmarks/bench_hpo.py --profile 60 [--ask-ahead false]   # where a trial's time goes (cProfile)
 
 Prints, all measured in this run:
 
@@ -11,9 +13,9 @@ Prints, all measured in this run:
   ``--chunk`` trials (``run_study``'s optimization loop resumed on the same study object), each chunk
   followed by the runs alone of its trials, so the other load of the machine moves both about equally (it
   moves each by tens of % within minutes);
-* 1 worker with the default ``study.ask_ahead = false`` (ask, run, tell one by one, Optuna's
-  ``study.optimize``) and with ``ask_ahead = true`` (the sampler and the storage writes work in a background
-  thread while the trial's compiled loop runs): trials/min, and the **overhead per trial**: study wall time per trial
+* 1 worker with the default ``study.ask_ahead = true`` (the sampler and the storage writes work in a background
+  thread while the trial's compiled loop runs) and with ``ask_ahead = false`` (ask, run, tell one by one: the
+  trials of Optuna's ``study.optimize``): trials/min, and the **overhead per trial**: study wall time per trial
   beyond the simulation itself, in % of it: everything a trial costs besides its backtests (sampler, config,
   combining segments, result attributes, storage writes, thread hand-overs, the sim's slowdown from sharing
   the GIL). The in-trial timings (``sim_s``, sampler, objective, Optuna's trial duration) are printed too;
@@ -24,12 +26,17 @@ Prints, all measured in this run:
 * 2 workers: trials/min end to end and after start-up, the scaling ratio, the trials each process ran;
 * ``--batch K``: trials/min with K trials per pass (``run_backtest_batch``), ratio to 1 worker.
 
+``--profile N`` instead runs N trials of a 1-worker study under cProfile (the study's own thread; with
+``ask_ahead`` the sampler and the storage writes run in the background thread and are not in it) and prints
+the per-trial time of each step: sampler, config, the segment runs, combining, result attributes, tells.
+
 Asserts nothing: the machine's other load moves the figures (2 cores shared with other work).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import sys
 import tempfile
@@ -75,6 +82,47 @@ def _done(st) -> list:
     return [tr for tr in st.trials if tr.state.name == "COMPLETE"]
 
 
+#: Steps of a trial as the --profile table names them: (label, module file suffix, function name).
+STEPS = (
+    ("study.ask", "optuna/study/study.py", "ask"),
+    ("sampler (suggest)", "mmlab/hpo/study.py", "suggest"),
+    ("trial config", "mmlab/hpo/study.py", "trial_config"),
+    ("segment runs (the simulation)", "mmlab/hpo/objective.py", "run_segment"),
+    ("segment results", "mmlab/hpo/objective.py", "segment_result"),
+    ("combining segments", "mmlab/hpo/objective.py", "combine_summaries"),
+    ("pruner reports", "mmlab/hpo/runner.py", "_report_segment"),
+    ("result attribute", "mmlab/hpo/runner.py", "_record_result"),
+    ("study.tell", "optuna/study/study.py", "tell"),
+    ("trial counts", "mmlab/hpo/runner.py", "_n_trials"),
+    ("waiting for the background thread", "mmlab/hpo/runner.py", "wait_for"),
+    ("gate closing (a background step ends)", "mmlab/hpo/runner.py", "clear"),
+)
+
+
+def _profile(sc, storage: str, n: int) -> int:
+    """Run ``n`` trials (after 20 unprofiled ones) under cProfile and print each step's time per trial."""
+    import cProfile
+    import pstats
+
+    from mmlab.hpo.runner import _optimize, create_study
+
+    st = create_study(sc, storage)
+    _optimize(st, sc, 20, 20)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    _optimize(st, sc, n, 20 + n)
+    prof.disable()
+    wall = time.perf_counter() - t
+    stats = pstats.Stats(prof).stats
+    print(f"{n} trials, ask_ahead = {str(sc.ask_ahead).lower()}: {wall / n * 1e3:.2f} ms per trial under cProfile "
+          "(the study's own thread; cumulative per step)")
+    for label, suffix, name in STEPS:
+        ct = sum(v[3] for k, v in stats.items() if k[0].endswith(suffix) and k[2] == name)
+        print(f"  {label:36s} {ct / n * 1e3:7.2f} ms")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=200, help="trials per measured study (start-up amortizes)")
@@ -82,6 +130,9 @@ def main() -> int:
     ap.add_argument("--storage", choices=("journal", "sqlite"), default="journal")
     ap.add_argument("--sampler", choices=("tpe", "random", "qmc"), default="tpe")
     ap.add_argument("--chunk", type=int, default=30, help="trials per chunk of the 1-worker studies")
+    ap.add_argument("--one-worker", action="store_true", help="only the two 1-worker studies")
+    ap.add_argument("--profile", type=int, default=0, help="only profile this many trials of a 1-worker study")
+    ap.add_argument("--ask-ahead", choices=("true", "false"), default="true", help="the --profile study's loop")
     args = ap.parse_args()
     import dataclasses
 
@@ -96,13 +147,14 @@ def main() -> int:
     ingest([REAL / "usdm_btcusdt_20240718.gz", REAL / "usdm_btcusdt_20240719.gz"], "binance-usdm", tmp / "store",
            IngestOptions())
 
-    def study(name: str, ask_ahead: bool = False):
-        return dataclasses.replace(parse_study(_study_dict(tmp / "store", name, args.sampler)), ask_ahead=ask_ahead)
+    def study(name: str, ask_ahead: bool | None = None):
+        sc = parse_study(_study_dict(tmp / "store", name, args.sampler))
+        return sc if ask_ahead is None else dataclasses.replace(sc, ask_ahead=ask_ahead)
 
     def url(name: str) -> str:
         return f"journal:{tmp / (name + '.log')}" if args.storage == "journal" else f"sqlite:///{tmp / (name + '.db')}"
 
-    def timed_study(name: str, jobs: int = 1, batch: int = 1, ask_ahead: bool = False) -> tuple[float, list]:
+    def timed_study(name: str, jobs: int = 1, batch: int = 1, ask_ahead: bool | None = None) -> tuple[float, list]:
         t = time.perf_counter()
         run_study(study(name, ask_ahead), args.trials, storage=url(name), jobs=jobs, out=tmp / name, export=False,
                   batch=batch)
@@ -154,19 +206,23 @@ def main() -> int:
               f"{dur / n * 1e3:.1f} ms")
         return n / wall * 60
 
+    if args.profile:
+        return _profile(study("profile", args.ask_ahead == "true"), url("profile"), args.profile)
     print(f"study: {args.trials} trials, 2 segments (UTC days) each, sampler {args.sampler}, {args.storage} storage")
     # Warm-up: loads the compiled loop from numba's cache and the events into this process.
     run_study(study("warm"), 2, storage=url("warm"), out=tmp / "warm", export=False)
 
     sc = study("jobs1")
     specs, segs = load_segments(sc.base_config(), sc.segment_ns)
-    # 1 worker, one by one (the default), then with the sampler working ahead (ask_ahead = true).
-    wall1, done, alone1 = chunked_study("jobs1", ask_ahead=False)
+    # 1 worker with the sampler working ahead (ask_ahead = true, the default), then one by one.
+    wall1, done, alone1 = chunked_study("jobs1", ask_ahead=True)
     n = len(done)
-    rate1 = report("1 worker (ask_ahead = false, the default)", wall1, done, alone1)
-    wall_a, done_a, alone_a = chunked_study("jobs1_ahead", ask_ahead=True)
-    rate_a = report("1 worker, ask_ahead = true", wall_a, done_a, alone_a)
-    print(f"  ask_ahead = true / false: {rate_a / rate1:.2f}x trials/min")
+    rate1 = report("1 worker (ask_ahead = true, the default)", wall1, done, alone1)
+    wall_s, done_s, alone_s_ = chunked_study("jobs1_serial", ask_ahead=False)
+    rate_s = report("1 worker, ask_ahead = false (one by one)", wall_s, done_s, alone_s_)
+    print(f"  ask_ahead = true / false: {rate1 / rate_s:.2f}x trials/min")
+    if args.one_worker:
+        return 0
 
     # Baseline: plain run_backtest of the same parameter sets on the same segments, in this process.
     base_s = loop_s = 0.0
@@ -201,7 +257,7 @@ def main() -> int:
     wall2, done2 = timed_study("jobs2", jobs=2)
     rate2 = len(done2) / wall2 * 60.0
     by_pid = sorted(Counter(tr.user_attrs["result"]["pid"] for tr in done2).values(), reverse=True)
-    steady = len(done2) / max(wall2 - startup, 1e-9) * 60.0
+    steady = len(done2) / (wall2 - startup) * 60.0 if wall2 > startup else math.nan  # (nan: start-up took longer)
     print(f"2 workers: {len(done2)} trials in {wall2:.2f} s = {rate2:.1f} trials/min end to end "
           f"({steady:.1f} after the {startup:.1f} s start-up); trials per process {by_pid}")
     print(f"  scaling 2 workers / 1 worker: {rate2 / rate1:.2f}x end to end, {steady / rate1:.2f}x after start-up "

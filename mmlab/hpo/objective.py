@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -195,28 +195,41 @@ def run_segment(cfg, specs: list, seg):
 
 def evaluate(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dict], None] | None = None) -> Evaluation:
     """Run ``cfg`` on each segment in order; ``on_segment(k, combined_summary)`` is called after each (it may
-    raise to stop, e.g. ``optuna.TrialPruned``)."""
+    raise to stop, e.g. ``optuna.TrialPruned``). Without ``on_segment`` the segments are combined once, at
+    the end."""
+    return _evaluation(*run_segments(cfg, specs, segments, on_segment=on_segment))
+
+
+def run_segments(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dict], None] | None = None
+                 ) -> tuple[list[SegmentResult], float, dict | None]:
+    """The segment runs of :func:`evaluate` without the final combining: ``(segment results, sim_s, combined
+    summary of all segments or None when no on_segment made it)``; ``_evaluation(*out)`` is the
+    :class:`Evaluation` (the ask-ahead study loop builds it in its background thread)."""
     parts: list[SegmentResult] = []
     sim_s = 0.0
-    combined: dict = {}
+    combined: dict | None = None
     for k, seg in enumerate(segments):
         t = time.perf_counter()
         res = run_segment(cfg, specs, seg)
         sim_s += time.perf_counter() - t
         parts.append(segment_result(res, seg.label, seg.regime))
-        combined = combine_summaries(parts)
         if on_segment is not None:
+            combined = combine_summaries(parts)
             on_segment(k, combined)
-    return _evaluation(parts, sim_s)
+    return parts, sim_s, combined
 
 
-def _evaluation(parts: list[SegmentResult], sim_s: float) -> Evaluation:
-    """The :class:`Evaluation` of one parameter set's segment results (combined, and per regime)."""
+def _evaluation(parts: list[SegmentResult], sim_s: float, combined: dict | None = None) -> Evaluation:
+    """The :class:`Evaluation` of one parameter set's segment results (combined, and per regime);
+    ``combined``: ``combine_summaries(parts)`` when already computed (it is not computed again)."""
+    summary = combine_summaries(parts) if combined is None else combined
     regimes = {}
     for name in sorted({p.regime for p in parts}):
-        regimes[name] = combine_summaries([p for p in parts if p.regime == name])
-        regimes[name]["n_segments"] = sum(p.regime == name for p in parts)
-    return Evaluation(summary=combine_summaries(parts), segments=parts, regimes=regimes, sim_s=sim_s)
+        own = [p for p in parts if p.regime == name]
+        # One regime holding every segment combines to the summary itself.
+        regimes[name] = dict(summary) if len(own) == len(parts) else combine_summaries(own)
+        regimes[name]["n_segments"] = len(own)
+    return Evaluation(summary=summary, segments=parts, regimes=regimes, sim_s=sim_s)
 
 
 def evaluate_batch(cfgs: list, specs: list, segments: list, *,
@@ -235,6 +248,7 @@ def evaluate_batch(cfgs: list, specs: list, segments: list, *,
     parts: list[list[SegmentResult]] = [[] for _ in cfgs]
     running = list(range(len(cfgs)))
     sim_s = [0.0] * len(cfgs)
+    last: list = [None] * len(cfgs)  # each set's combined summary of all its segments, once computed
     for k, seg in enumerate(segments):
         if not running:
             break
@@ -246,11 +260,13 @@ def evaluate_batch(cfgs: list, specs: list, segments: list, *,
         for i, res in zip(running, results):
             sim_s[i] += dt
             parts[i].append(segment_result(res, seg.label, seg.regime))
-            combined[i] = combine_summaries(parts[i])
+            if on_segment is not None:
+                combined[i] = combine_summaries(parts[i])
         if on_segment is not None:
+            last = combined
             stop = on_segment(k, combined) or set()
             running = [i for i in running if i not in stop]
     out: list[Evaluation | None] = [None] * len(cfgs)
     for i in running:
-        out[i] = _evaluation(parts[i], sim_s[i])
+        out[i] = _evaluation(parts[i], sim_s[i], last[i])
     return out

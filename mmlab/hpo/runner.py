@@ -166,6 +166,13 @@ def _quiet_optuna() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
 
 
+def _definition(d: dict) -> str:
+    """A stored study definition as compared on joining: without ``study.ask_ahead``, which decides only how
+    one process orders its asks and tells (a definition stored with or without the key matches either)."""
+    d = {**d, "study": {k: v for k, v in d.get("study", {}).items() if k != "ask_ahead"}}
+    return json.dumps(d, sort_keys=True)
+
+
 def create_study(sc: StudyConfig, storage_url: str, worker_index: int = 0):
     """Create the study in the storage, or load it when it exists with the same definition."""
     import optuna
@@ -177,7 +184,7 @@ def create_study(sc: StudyConfig, storage_url: str, worker_index: int = 0):
     stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None:
         study.set_user_attr(STUDY_ATTR, sc.to_dict())
-    elif json.dumps(stored, sort_keys=True) != sc.to_json():
+    elif _definition(stored) != _definition(sc.to_dict()):
         raise ConfigError(f"study {sc.name!r} already exists in {storage_url} with a different definition; "
                           "choose another study.name (or --name) or another storage")
     return study
@@ -206,42 +213,86 @@ def load_stored_study(study_name: str, storage_url: str, worker_index: int = 1):
     return study, sc
 
 
-def _evaluate_trial(trial, sc: StudyConfig, cfg, thresholds, checked: list, before_prune=None):
-    """Run one trial's config segment by segment: check the metrics once, report the first objective after each
-    segment and stop with ``optuna.TrialPruned`` when the pruner says so. ``before_prune()`` is called before
-    each report (the ask-ahead loop waits there until the previous trial is told, so the pruner sees the same
-    trials whatever the timing)."""
+class _StudyRun:
+    """What a process's trial loop computes once per study instead of once per trial: the regime thresholds,
+    the metric names checked against the first summary, whether segments are reported to the pruner, and the
+    loaded segments (kept while trial configs share the base config's ``[data]`` section object, as
+    ``StudyConfig.trial_config`` gives them unless a ``data.*`` key is searched)."""
+
+    def __init__(self, sc: StudyConfig) -> None:
+        from mmlab.hpo.regimes import RegimeThresholds
+
+        self.sc = sc
+        self.thresholds = RegimeThresholds.from_dict(sc.regimes)
+        self.check_names = list(sc.metrics) + [c.metric for c in sc.constraints]
+        self.checked = False  # the metric names were checked against a trial's summary
+        self.reports = not (sc.multi_objective or sc.pruner == "none")
+        self._data = None
+        self._loaded: tuple | None = None
+
+    def segments(self, cfg) -> tuple[list, list]:
+        """``(symbol specs, segments)`` of ``cfg``'s data window (``mmlab.hpo.segments.load_segments``)."""
+        if self._loaded is None or cfg.data is not self._data:
+            from mmlab.hpo.segments import load_segments
+
+            self._loaded = load_segments(cfg, self.sc.segment_ns, self.thresholds)
+            self._data = cfg.data
+        return self._loaded
+
+    def needs_reports(self, segs: list) -> bool:
+        """Whether a trial's segments must be combined and reported one by one (else only the final summary)."""
+        return not self.checked or (self.reports and len(segs) > 1)
+
+
+def _report_segment(run: _StudyRun, trial, k: int, combined: dict, segs: list, before_prune=None) -> bool:
+    """After segment ``k`` of a trial: check the study's metrics once (against the first summary), report the
+    first objective to the pruner and return True when the trial should stop there (its
+    ``pruned_after_segment`` attribute is then set). ``before_prune()`` is called before each report (the
+    ask-ahead loop waits there until the previous trial is told, so the pruner sees the same trials whatever
+    the timing). Used for single trials (:func:`_evaluate_trial`) and batches (:func:`_optimize_batch`)."""
+    from mmlab.hpo.objective import check_metrics, metric
+
+    if not run.checked:
+        check_metrics(combined, run.check_names)
+        run.checked = True
+    if not run.reports or len(segs) < 2:
+        return False
+    v = metric(combined, run.sc.metrics[0])
+    if v is None:
+        return False
+    if before_prune is not None:
+        before_prune()
+    trial.report(v, k)
+    if k < len(segs) - 1 and trial.should_prune():
+        trial.set_user_attr("pruned_after_segment", segs[k].label)
+        return True
+    return False
+
+
+def _evaluate_trial(trial, run: _StudyRun, cfg, before_prune=None, defer: bool = False):
+    """Run one trial's config segment by segment (:func:`mmlab.hpo.objective.evaluate`), reporting after each
+    segment (:func:`_report_segment`); raises ``optuna.TrialPruned`` when the pruner stops the trial.
+    ``defer``: return a function building the ``Evaluation`` (the final combining), for another thread."""
+    import functools
+
     import optuna
 
-    from mmlab.hpo.objective import check_metrics, evaluate, metric
-    from mmlab.hpo.segments import load_segments
+    from mmlab.hpo.objective import _evaluation, run_segments
 
-    specs, segs = load_segments(cfg, sc.segment_ns, thresholds)
+    specs, segs = run.segments(cfg)
 
     def on_segment(k: int, combined: dict) -> None:
-        if not checked[0]:
-            check_metrics(combined, list(sc.metrics) + [c.metric for c in sc.constraints])
-            checked[0] = True
-        if sc.multi_objective or len(segs) < 2 or sc.pruner == "none":
-            return
-        v = metric(combined, sc.metrics[0])
-        if v is not None:
-            if before_prune is not None:
-                before_prune()
-            trial.report(v, k)
-            if k < len(segs) - 1 and trial.should_prune():
-                trial.set_user_attr("pruned_after_segment", segs[k].label)
-                raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
+        if _report_segment(run, trial, k, combined, segs, before_prune):
+            raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
 
-    return evaluate(cfg, specs, segs, on_segment=on_segment)
+    out = run_segments(cfg, specs, segs, on_segment=on_segment if run.needs_reports(segs) else None)
+    return functools.partial(_evaluation, *out) if defer else _evaluation(*out)
 
 
 def make_objective(sc: StudyConfig):
-    """The Optuna objective of a study: suggest, run segment by segment (pruning), record metrics as attributes."""
-    from mmlab.hpo.regimes import RegimeThresholds
-
-    thresholds = RegimeThresholds.from_dict(sc.regimes)
-    checked = [False]
+    """The Optuna objective of a study (for ``study.optimize``): suggest, run segment by segment (pruning),
+    record metrics as attributes. :func:`run_study` runs the same steps in its own loops."""
+    run = _StudyRun(sc)
 
     def objective(trial):
         t0 = time.perf_counter()
@@ -252,7 +303,7 @@ def make_objective(sc: StudyConfig):
         except ConfigError as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        ev = _evaluate_trial(trial, sc, cfg, thresholds, checked)
+        ev = _evaluate_trial(trial, run, cfg)
         return _record_result(trial, sc, ev, t0, suggest_s)
 
     return objective
@@ -303,22 +354,97 @@ def _record_result(trial, sc: StudyConfig, ev, t0: float, suggest_s: float | Non
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _optimize(study, sc: StudyConfig, n_trials: int, target_total: int | None, batch: int = 1) -> int:
-    import optuna
-    from optuna.study import MaxTrialsCallback
+def _n_trials(study) -> int:
+    """Trials in the study, running ones included (no copies of the trials)."""
+    return len(study.get_trials(deepcopy=False))
 
+
+def _optimize(study, sc: StudyConfig, n_trials: int, target_total: int | None, batch: int = 1) -> int:
+    """Run up to ``n_trials`` trials, stopping once the study holds ``target_total``; returns how many the study
+    gained meanwhile. ``batch`` > 1: :func:`_optimize_batch`; ``sc.ask_ahead`` (the default):
+    :func:`_optimize_ahead`; else :func:`_optimize_serial`."""
     if batch > 1:
         return _optimize_batch(study, sc, n_trials, target_total, batch)
     if sc.ask_ahead:
         return _optimize_ahead(study, sc, n_trials, target_total)
-    callbacks = [MaxTrialsCallback(target_total, states=None)] if target_total is not None else []
-    before = len(study.trials)
-    if target_total is not None and before >= target_total:
-        return 0
-    study.optimize(make_objective(sc), n_trials=n_trials, callbacks=callbacks, catch=(MmlabError,),
-                   gc_after_trial=False)
-    del optuna
-    return len(study.trials) - before
+    return _optimize_serial(study, sc, n_trials, target_total)
+
+
+def _optimize_serial(study, sc: StudyConfig, n_trials: int, target_total: int | None) -> int:
+    """Ask, run, tell one trial at a time: the trials of Optuna's ``study.optimize(make_objective(sc))`` (the
+    sampler sees the same finished trials in the same order), without its per-trial callback copies. A trial
+    whose config or run raises an ``MmlabError`` is told FAIL with an ``error`` attribute and the loop goes on;
+    another error tells the trial FAIL and is raised."""
+    import optuna
+    from optuna.trial import TrialState
+
+    run = _StudyRun(sc)
+    log = logging.getLogger(__name__)
+    before = _n_trials(study)
+    for _ in range(n_trials):
+        if target_total is not None and _n_trials(study) >= target_total:
+            break
+        trial = study.ask()
+        t0 = time.perf_counter()
+        try:
+            values = {p.key: p.suggest(trial) for p in sc.params}
+            suggest_s = time.perf_counter() - t0
+            cfg = sc.trial_config(values)
+            ev = _evaluate_trial(trial, run, cfg)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except MmlabError as exc:
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, exc)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            study.tell(trial, _record_result(trial, sc, ev, t0, suggest_s))
+    return _n_trials(study) - before
+
+
+class _StepGate:
+    """When the ask-ahead loop's background thread may run a step (an ask, a suggestion, a result write, a tell):
+    only while it is open, i.e. while the study's thread is inside the compiled loop (which releases the GIL;
+    ``mmlab.sim.engine.LOOP_GATE``) or waits for a background result. Closing it (the loop returned) waits
+    for the step in progress to finish: the study's thread sleeps (GIL released) instead of trading the GIL
+    with the background thread step after step, which on a machine without a free core costs a scheduler
+    time slice per exchange."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._cond = threading.Condition()
+        self._open = False
+        self._busy = False
+
+    def set(self) -> None:
+        """Open (study thread: entering the compiled loop, or waiting for a background result)."""
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Close, after the background step in progress (if any) finished (study thread)."""
+        with self._cond:
+            self._open = False
+            while self._busy:
+                self._cond.wait()
+
+    def step(self, fn, *args):
+        """Run ``fn(*args)`` once the gate is open (background thread)."""
+        with self._cond:
+            while not self._open:
+                self._cond.wait()
+            self._busy = True
+        try:
+            return fn(*args)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
 
 
 def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | None) -> int:
@@ -338,29 +464,29 @@ def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | N
     ``target_total`` (running ones included), so no asked trial is left unrun when the loop ends normally;
     after an error the trial asked ahead is told FAIL (``error`` attribute) and the error is raised.
 
-    The background thread starts each piece of work (an ask, a tell) only while this thread is inside the
-    compiled loop, which releases the GIL (``mmlab.sim.engine.LOOP_GATE``), or while this thread waits for
-    it: the sampler then takes no CPU time from the trial's Python work, and on a free core costs no wall
-    time at all. While the loop runs, the interpreter's thread switch interval is lowered to
-    :data:`ASK_AHEAD_SWITCH_S` (restored after): a trial leaving the compiled loop gets the GIL back from a
-    background piece still running after at most that long instead of Python's default 5 ms."""
-    import threading
+    The background thread does its work in short steps (the trial count, the ask, each suggestion, the
+    config, the result attribute, the tell), each started only while this thread is inside the compiled loop,
+    which releases the GIL (``mmlab.sim.engine.LOOP_GATE``), or waits for a background result; leaving the
+    loop, this thread sleeps until the step in progress ends (:class:`_StepGate`). The sampler then takes no
+    CPU time from the trial's Python work, and on a free core costs no wall time at all; on a machine whose
+    cores are all busy it competes for them (``ask_ahead = false`` is then as fast or faster). While the
+    loop runs, the interpreter's thread switch interval is lowered to :data:`ASK_AHEAD_SWITCH_S` (restored
+    after): a trial leaving the compiled loop gets the GIL back from a running step after at most that long
+    instead of Python's default 5 ms."""
     from concurrent.futures import ThreadPoolExecutor
 
     import optuna
     from optuna.trial import TrialState
 
-    from mmlab.hpo.regimes import RegimeThresholds
     from mmlab.sim import engine
 
-    thresholds = RegimeThresholds.from_dict(sc.regimes)
-    checked = [False]
+    run = _StudyRun(sc)
     log = logging.getLogger(__name__)
-    before = len(study.get_trials(deepcopy=False))
+    before = _n_trials(study)
     if target_total is not None and before >= target_total:
         return 0
 
-    gate = threading.Event()  # set: the background thread may start a piece of work
+    gate = _StepGate()
 
     def wait_for(fut):
         """This thread waits for a background result: let the background thread run meanwhile."""
@@ -371,28 +497,35 @@ def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | N
         finally:
             gate.clear()
 
-    def ask():
-        gate.wait()
-        if target_total is not None and len(study.get_trials(deepcopy=False)) >= target_total:
-            return None
+    def timed(fn, *args):
         t = time.perf_counter()
-        trial = study.ask()
-        values = {p.key: p.suggest(trial) for p in sc.params}
-        suggest_s = time.perf_counter() - t
+        return fn(*args), time.perf_counter() - t
+
+    # Each piece of background work runs as short steps through the gate (see _StepGate).
+    def ask():
+        if target_total is not None and gate.step(_n_trials, study) >= target_total:
+            return None
+        trial, suggest_s = gate.step(timed, study.ask)
+        values = {}
+        for p in sc.params:
+            values[p.key], dt = gate.step(timed, p.suggest, trial)
+            suggest_s += dt
         try:
-            return trial, sc.trial_config(values), None, suggest_s
+            return trial, gate.step(sc.trial_config, values), None, suggest_s
         except ConfigError as exc:
             return trial, None, exc, suggest_s
 
     def tell(trial, ev, exc, t0: float, suggest_s: float, trial_s: float, wait_s: float) -> None:
-        gate.wait()
         if exc is None:
-            study.tell(trial, _record_result(trial, sc, ev, t0, suggest_s, trial_s=trial_s, wait_s=wait_s))
+            if callable(ev):  # the trial's final combining, left to this thread
+                ev = gate.step(ev)
+            values = gate.step(_record_result, trial, sc, ev, t0, suggest_s, trial_s, wait_s)
+            gate.step(study.tell, trial, values)
         elif isinstance(exc, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
+            gate.step(study.tell, trial, None, TrialState.PRUNED)
         else:
-            trial.set_user_attr("error", str(exc))
-            study.tell(trial, state=TrialState.FAIL)
+            gate.step(trial.set_user_attr, "error", str(exc))
+            gate.step(study.tell, trial, None, TrialState.FAIL)
             if isinstance(exc, MmlabError):
                 log.warning("trial %d failed: %s", trial.number, exc)
 
@@ -425,8 +558,9 @@ def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | N
             if exc is None:
                 prev = told
                 try:
-                    ev = _evaluate_trial(trial, sc, cfg, thresholds, checked,
-                                         before_prune=None if prev is None else (lambda f=prev: wait_for(f)))
+                    ev = _evaluate_trial(trial, run, cfg,
+                                         before_prune=None if prev is None else (lambda f=prev: wait_for(f)),
+                                         defer=True)
                 except (optuna.TrialPruned, MmlabError) as e:
                     exc = e
                 except BaseException as e:
@@ -450,31 +584,28 @@ def _optimize_ahead(study, sc: StudyConfig, n_trials: int, target_total: int | N
         pool.shutdown(wait=True)
         engine.LOOP_GATE = prev_gate
         sys.setswitchinterval(switch_s)
-    return len(study.get_trials(deepcopy=False)) - before
+    return _n_trials(study) - before
 
 
 def _optimize_batch(study, sc: StudyConfig, n_trials: int, target_total: int | None, batch: int) -> int:
     """Ask up to ``batch`` trials, evaluate them in one pass per segment (``evaluate_batch``), tell each its
     values (or PRUNED / FAIL); repeat until ``n_trials`` trials were run or the study holds ``target_total``.
 
-    Pruning works per trial as in :func:`make_objective`: after each segment every trial reports its first
-    metric, and pruned trials leave the batch's next passes. Trials whose configs cannot share a pass (the
+    Pruning works per trial as one by one (:func:`_report_segment`): after each segment every trial reports its
+    first metric, and pruned trials leave the batch's next passes. Trials whose configs cannot share a pass (the
     search varies more than strategy parameters, see ``check_batch_configs``) run one by one."""
     from optuna.trial import TrialState
 
-    from mmlab.hpo.objective import check_metrics, evaluate_batch, metric
-    from mmlab.hpo.regimes import RegimeThresholds
-    from mmlab.hpo.segments import load_segments
+    from mmlab.hpo.objective import evaluate_batch
     from mmlab.sim.engine import check_batch_configs
 
-    thresholds = RegimeThresholds.from_dict(sc.regimes)
-    checked = [False]
-    before = len(study.trials)
+    run = _StudyRun(sc)
+    before = _n_trials(study)
     done = 0
     while done < n_trials:
         k = min(batch, n_trials - done)
         if target_total is not None:
-            k = min(k, target_total - len(study.trials))
+            k = min(k, target_total - _n_trials(study))
             if k <= 0:
                 break
         t0 = time.perf_counter()
@@ -499,27 +630,14 @@ def _optimize_batch(study, sc: StudyConfig, n_trials: int, target_total: int | N
         for group in groups:
             tr = [trials[i] for i in group]
             try:
-                specs, segs = load_segments(cfgs[group[0]], sc.segment_ns, thresholds)
+                specs, segs = run.segments(cfgs[group[0]])
 
                 def on_segment(kseg: int, combined: list, tr=tr, segs=segs) -> set:
-                    stop = set()
-                    for i, c in enumerate(combined):
-                        if c is None:
-                            continue
-                        if not checked[0]:
-                            check_metrics(c, list(sc.metrics) + [x.metric for x in sc.constraints])
-                            checked[0] = True
-                        if sc.multi_objective or len(segs) < 2 or sc.pruner == "none":
-                            continue
-                        v = metric(c, sc.metrics[0])
-                        if v is not None:
-                            tr[i].report(v, kseg)
-                            if kseg < len(segs) - 1 and tr[i].should_prune():
-                                tr[i].set_user_attr("pruned_after_segment", segs[kseg].label)
-                                stop.add(i)
-                    return stop
+                    return {i for i, c in enumerate(combined)
+                            if c is not None and _report_segment(run, tr[i], kseg, c, segs)}
 
-                evs = evaluate_batch([cfgs[i] for i in group], specs, segs, on_segment=on_segment)
+                evs = evaluate_batch([cfgs[i] for i in group], specs, segs,
+                                     on_segment=on_segment if run.needs_reports(segs) else None)
             except MmlabError as exc:
                 for t in tr:
                     t.set_user_attr("error", str(exc))
@@ -530,7 +648,7 @@ def _optimize_batch(study, sc: StudyConfig, n_trials: int, target_total: int | N
                     study.tell(t, state=TrialState.PRUNED)
                 else:
                     study.tell(t, _record_result(t, sc, ev, t0))
-    return len(study.trials) - before
+    return _n_trials(study) - before
 
 
 def run_worker(storage_url: str, study_name: str, n_trials: int, *, target_total: int | None = None,
@@ -560,7 +678,7 @@ def run_study(sc: StudyConfig, n_trials: int, *, storage: str | None = None, job
     url = resolve_storage(storage, out_dir)
     t0 = time.perf_counter()
     study = create_study(sc, url, worker_index=0)
-    target = len(study.trials) + n_trials
+    target = _n_trials(study) + n_trials
     if jobs == 1:
         _optimize(study, sc, n_trials, target, batch)
     else:

@@ -10,7 +10,7 @@ A study TOML reads::
     split = "day"                 # day | none | "<N>min": the data window's segments, run in order
     top_n = 5                     # trials exported as presets
     base_config = "grid_btcusdt.toml"   # optional; [base] tables override it (path relative to this file)
-    ask_ahead = false             # true: sample trial n+1 while trial n's compiled loop runs (mmlab.hpo.runner)
+    ask_ahead = true              # sample trial n+1 while trial n's compiled loop runs; false: one by one
 
     [base.data]                   # the same schema as `mmlab backtest --config`
     root = "data"
@@ -139,9 +139,9 @@ class StudyConfig:
     regimes: dict = field(default_factory=dict)
     regime_metrics: tuple[str, ...] = ("pnl_net", "net_bps", "fill_rate", "taker_share", "n_fills")
     source: str = "study dict"
-    #: Sample trial n+1 (and store trial n-1's result) in a background thread while trial n's compiled loop
-    #: runs; False (default): ask, run, tell one by one (Optuna's ``study.optimize``).
-    ask_ahead: bool = False
+    #: True (default): sample trial n+1 (and store trial n-1's result) in a background thread while trial n's
+    #: compiled loop runs; False: ask, run, tell one by one (the trials of Optuna's ``study.optimize``).
+    ask_ahead: bool = True
 
     @property
     def multi_objective(self) -> bool:
@@ -187,8 +187,8 @@ class StudyConfig:
         study = {"name": self.name, "sampler": self.sampler, "seed": self.seed, "pruner": self.pruner,
                  "n_startup_trials": self.n_startup_trials, "percentile": self.percentile, "split": self.split,
                  "top_n": self.top_n, "regime_metrics": list(self.regime_metrics)}
-        if self.ask_ahead:  # written only when on: definitions stored before the key existed still match
-            study["ask_ahead"] = True
+        if not self.ask_ahead:  # written only when off (not the default)
+            study["ask_ahead"] = False
         return {
             "study": study,
             "base": copy.deepcopy(self.base),
@@ -304,7 +304,7 @@ def known_metric(name: str) -> bool:
     """True for a summary.json key a trial computes (``markout_bps_*`` of any horizon, ``per_symbol.S.key``)."""
     from mmlab.sim.engine import SUMMARY_FIELDS
 
-    if name.startswith("markout_bps_") or name.startswith("per_symbol."):
+    if name.startswith(("markout_bps_", "per_symbol.")):
         return True
     return name in SUMMARY_FIELDS or name in DERIVED_METRICS or name == "n_segments"
 
@@ -405,7 +405,7 @@ def parse_study(raw: dict, *, origin: str = "study dict", base_dir: str | os.Pat
 
     RegimeThresholds.from_dict(regimes, origin=origin)
     regime_metrics = tuple(_listify(st.get("regime_metrics", StudyConfig.regime_metrics)))
-    ask_ahead = st.get("ask_ahead", False)
+    ask_ahead = st.get("ask_ahead", True)
     if not isinstance(ask_ahead, bool):
         raise ConfigError(f"study.ask_ahead in {origin} must be true or false, got {ask_ahead!r}")
     return StudyConfig(name=str(name), base=base, params=params, metrics=tuple(metrics), directions=tuple(directions),

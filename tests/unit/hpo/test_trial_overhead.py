@@ -105,3 +105,23 @@ def test_kernel_signature_key_follows_numba_array_types():
     assert engine._array_type_key(a) != engine._array_type_key(np.zeros(8)[::2])
     assert engine._array_type_key(a) != engine._array_type_key(np.zeros(4, dtype=np.float32))
     assert engine._array_type_key(1.0) is None
+
+
+def test_evaluation_combines_the_same_with_and_without_segment_reports(btc_store):
+    sc = parse_study(study_dict(btc_store))
+    cfg = sc.trial_config({"strategy.half_spread_ticks": 1.0, "strategy.grid_num": 2})
+    specs, segs = seg_mod.load_segments(cfg, sc.segment_ns)
+    seen: list = []
+    reported = evaluate(cfg, specs, segs, on_segment=lambda k, c: seen.append(k))
+    quiet = evaluate(cfg, specs, segs)
+    assert seen == list(range(len(segs)))
+    skip = set(WALL_TIME_KEYS) | {"events_per_s"}
+    for ev in (reported, quiet):
+        assert {k: v for k, v in ev.summary.items() if k not in skip} == \
+            {k: v for k, v in combine_summaries(ev.segments).items() if k not in skip}
+        for name, r in ev.regimes.items():
+            own = [p for p in ev.segments if p.regime == name]
+            assert r == {**combine_summaries(own), "n_segments": len(own)}
+    assert reported.summary["pnl_net"] == quiet.summary["pnl_net"]
+    (batched,) = evaluate_batch([cfg], specs, segs)
+    assert batched.regimes.keys() == quiet.regimes.keys()
