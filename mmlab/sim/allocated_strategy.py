@@ -204,26 +204,11 @@ def _outputs(cfg, specs: list, strat_params: np.ndarray) -> tuple[dict, dict]:
 
 def _tie_caches() -> None:
     """The hooks and decision inline kernels of other modules: their disk caches follow those sources too."""
-    import sys
-
-    from mmlab import types
-    from mmlab.data import book_nb
-    from mmlab.pipeline import (
-        allocator,
-        decide,
-        emit,
-        fetch_md,
-        guards,
-        inventory,
-        queue_aware,
-        spread,
-    )
+    from mmlab.pipeline import allocator
     from mmlab.sim import pipeline_strategy
     from mmlab.sim._cache import tie_cache_to_sources
 
-    modules = [types, book_nb, allocator, decide, emit, fetch_md, guards, inventory, queue_aware, spread,
-               pipeline_strategy]
-    modules += [m for m in (sys.modules.get("mmlab.sim.clock_nb"),) if m is not None]
+    modules = pipeline_strategy.pipeline_source_modules() + [allocator, pipeline_strategy]
     for fn in (allocated_decide_nb, allocated_on_event_nb, allocated_on_fill_nb):
         tie_cache_to_sources(fn, *modules)
 

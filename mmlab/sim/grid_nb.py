@@ -52,6 +52,34 @@ def _has_quote(out_quotes, n_quotes, side, price_ticks):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _cancel_action_nb(a, o):
+    """Write into action ``a`` the cancel of working order ``o``."""
+    a.order_id = o.order_id
+    a.price_ticks = o.price_ticks
+    a.qty = o.qty
+    a.kind = _CANCEL
+    a.side = o.side
+    a.tif = o.tif
+    a.flags = 0
+    a.level = -1
+    a.order_type = o.order_type
+
+
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _place_action_nb(a, q):
+    """Write into action ``a`` a post-only limit order for quote ``q`` (its id is its price)."""
+    a.order_id = q.price_ticks
+    a.price_ticks = q.price_ticks
+    a.qty = q.qty
+    a.kind = _PLACE
+    a.side = q.side
+    a.tif = _GTX
+    a.flags = 0
+    a.level = q.level
+    a.order_type = _LIMIT
+
+
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
 def _ladder_index(top_tick, step_ticks, n_levels, away_ticks):
     """Level of a price ``away_ticks`` from the ladder's top (positive = away from the touch), -1 if none."""
     if n_levels <= 0 or away_ticks < 0 or away_ticks % step_ticks != 0:
@@ -122,16 +150,7 @@ def grid_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, position, order
                 if n_a >= a_cap:
                     reason = GRID_TRUNCATED
                     break
-                a = out_actions[n_a]
-                a.order_id = o.order_id
-                a.price_ticks = o.price_ticks
-                a.qty = o.qty
-                a.kind = _CANCEL
-                a.side = o.side
-                a.tif = o.tif
-                a.flags = 0
-                a.level = -1
-                a.order_type = o.order_type
+                _cancel_action_nb(out_actions[n_a], o)
                 n_a += 1
     # Place desired prices that have no active order with that id (any status, any side).
     for k in range(n_q):
@@ -146,16 +165,7 @@ def grid_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, position, order
         if n_a >= a_cap:
             reason = GRID_TRUNCATED
             break
-        a = out_actions[n_a]
-        a.order_id = q.price_ticks
-        a.price_ticks = q.price_ticks
-        a.qty = q.qty
-        a.kind = _PLACE
-        a.side = q.side
-        a.tif = _GTX
-        a.flags = 0
-        a.level = q.level
-        a.order_type = _LIMIT
+        _place_action_nb(out_actions[n_a], q)
         n_a += 1
     out_n[0] = n_q
     out_n[1] = n_a
@@ -187,19 +197,10 @@ def _grid_actions_ladder_nb(p, bid_tick, n_bid, ask_tick, n_ask, orders, n_order
             wanted = ib >= 0 if o.side == _BID else (ia >= 0 if o.side == _ASK else False)
             if not wanted:
                 if n_a >= a_cap:
+                    # As the quote-by-quote path: no further cancel, but every order still counts as found.
                     reason = GRID_TRUNCATED
-                    # (the reference stops canceling here but still matches the rest for placing)
                     continue
-                a = out_actions[n_a]
-                a.order_id = o.order_id
-                a.price_ticks = o.price_ticks
-                a.qty = o.qty
-                a.kind = _CANCEL
-                a.side = o.side
-                a.tif = o.tif
-                a.flags = 0
-                a.level = -1
-                a.order_type = o.order_type
+                _cancel_action_nb(out_actions[n_a], o)
                 n_a += 1
     # Place desired prices that have no active order with that id.
     for k in range(n_q):
@@ -212,16 +213,7 @@ def _grid_actions_ladder_nb(p, bid_tick, n_bid, ask_tick, n_ask, orders, n_order
         if n_a >= a_cap:
             reason = GRID_TRUNCATED
             break
-        a = out_actions[n_a]
-        a.order_id = q.price_ticks
-        a.price_ticks = q.price_ticks
-        a.qty = q.qty
-        a.kind = _PLACE
-        a.side = q.side
-        a.tif = _GTX
-        a.flags = 0
-        a.level = q.level
-        a.order_type = _LIMIT
+        _place_action_nb(out_actions[n_a], q)
         n_a += 1
     out_n[0] = n_q
     out_n[1] = n_a

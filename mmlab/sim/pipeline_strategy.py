@@ -64,7 +64,7 @@ from mmlab.types import (
 )
 
 __all__ = ["STAGE_NAMES", "grid_pipeline_spec", "pipeline_on_event_nb", "pipeline_on_fill_nb",
-           "pipeline_sim_decide_nb", "pipeline_strategy_spec", "tie_caches"]
+           "pipeline_sim_decide_nb", "pipeline_source_modules", "pipeline_strategy_spec", "tie_caches"]
 
 _BID = int(Side.BID)
 _ASK = int(Side.ASK)
@@ -205,10 +205,9 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
     return pack_reasons_nb(pipe.out)
 
 
-def tie_caches() -> None:
-    """Make the on-disk numba caches of the decision function and the hooks stale whenever the source of a module
-    compiled into them changes (numba checks only the file defining a cached function; the stages are inlined or
-    linked into these). Call before their first compile or cache load; later calls do nothing."""
+def pipeline_source_modules() -> list:
+    """The modules whose kernels are compiled into the pipeline's decision function and hooks (stages, features,
+    book, clock, record types): a change in any of them must make those cached kernels stale."""
     from mmlab import types
     from mmlab.data import book_nb
     from mmlab.features import ema, imbalance, intensity, volatility
@@ -222,10 +221,18 @@ def tie_caches() -> None:
         spread,
     )
     from mmlab.sim import clock_nb
+
+    return [types, book_nb, clock_nb, ema, imbalance, intensity, volatility, decide, emit, fetch_md, guards,
+            inventory, queue_aware, spread]
+
+
+def tie_caches() -> None:
+    """Make the on-disk numba caches of the decision function and the hooks stale whenever the source of a module
+    compiled into them changes (numba checks only the file defining a cached function; the stages are inlined or
+    linked into these). Call before their first compile or cache load; later calls do nothing."""
     from mmlab.sim._cache import tie_cache_to_sources
 
-    modules = [types, book_nb, clock_nb, ema, imbalance, intensity, volatility, decide, emit, fetch_md, guards,
-               inventory, queue_aware, spread]
+    modules = pipeline_source_modules()
     for fn in (pipeline_sim_decide_nb, pipeline_on_event_nb, pipeline_on_fill_nb):
         tie_cache_to_sources(fn, *modules)
 
