@@ -237,7 +237,7 @@ def _watch_steps(r) -> tuple[dict, list]:
     return first, steps
 
 
-def split_by_kind(by_kind: list) -> dict:
+def split_by_kind(by_kind: list) -> tuple[dict, dict]:
     """Frame latencies (us) by the step they were in: ``snapshot`` (a step holding a book snapshot frame: the
     snapshot and the frames batched with it), ``after_snapshot`` (the step right after one: its frames waited
     behind the snapshot) and ``steady`` (all other frames: deltas and trades of a subscribed feed)."""
