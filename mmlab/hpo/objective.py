@@ -197,13 +197,13 @@ def evaluate(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dic
     """Run ``cfg`` on each segment in order; ``on_segment(k, combined_summary)`` is called after each (it may
     raise to stop, e.g. ``optuna.TrialPruned``). Without ``on_segment`` the segments are combined once, at
     the end."""
-    return _evaluation(*run_segments(cfg, specs, segments, on_segment=on_segment))
+    return build_evaluation(*run_segments(cfg, specs, segments, on_segment=on_segment))
 
 
 def run_segments(cfg, specs: list, segments: list, *, on_segment: Callable[[int, dict], None] | None = None
                  ) -> tuple[list[SegmentResult], float, dict | None]:
     """The segment runs of :func:`evaluate` without the final combining: ``(segment results, sim_s, combined
-    summary of all segments or None when no on_segment made it)``; ``_evaluation(*out)`` is the
+    summary of all segments or None when no on_segment made it)``; ``build_evaluation(*out)`` is the
     :class:`Evaluation` (the ask-ahead study loop builds it in its background thread)."""
     parts: list[SegmentResult] = []
     sim_s = 0.0
@@ -219,7 +219,7 @@ def run_segments(cfg, specs: list, segments: list, *, on_segment: Callable[[int,
     return parts, sim_s, combined
 
 
-def _evaluation(parts: list[SegmentResult], sim_s: float, combined: dict | None = None) -> Evaluation:
+def build_evaluation(parts: list[SegmentResult], sim_s: float, combined: dict | None = None) -> Evaluation:
     """The :class:`Evaluation` of one parameter set's segment results (combined, and per regime);
     ``combined``: ``combine_summaries(parts)`` when already computed (it is not computed again)."""
     summary = combine_summaries(parts) if combined is None else combined
@@ -268,5 +268,5 @@ def evaluate_batch(cfgs: list, specs: list, segments: list, *,
             running = [i for i in running if i not in stop]
     out: list[Evaluation | None] = [None] * len(cfgs)
     for i in running:
-        out[i] = _evaluation(parts[i], sim_s[i], last[i])
+        out[i] = build_evaluation(parts[i], sim_s[i], last[i])
     return out

@@ -277,7 +277,7 @@ def _evaluate_trial(trial, run: _StudyRun, cfg, before_prune=None, defer: bool =
 
     import optuna
 
-    from mmlab.hpo.objective import _evaluation, run_segments
+    from mmlab.hpo.objective import build_evaluation, run_segments
 
     specs, segs = run.segments(cfg)
 
@@ -286,7 +286,7 @@ def _evaluate_trial(trial, run: _StudyRun, cfg, before_prune=None, defer: bool =
             raise optuna.TrialPruned(f"pruned after segment {segs[k].label}")
 
     out = run_segments(cfg, specs, segs, on_segment=on_segment if run.needs_reports(segs) else None)
-    return functools.partial(_evaluation, *out) if defer else _evaluation(*out)
+    return functools.partial(build_evaluation, *out) if defer else build_evaluation(*out)
 
 
 def make_objective(sc: StudyConfig):

@@ -63,18 +63,22 @@ def test_target_total_stops_asking_ahead(btc_store, tmp_path):
     assert [t.state for t in st.trials] == [TrialState.COMPLETE] * 2
 
 
-def test_failed_trial_is_recorded_and_an_unexpected_error_leaves_no_trial_running(btc_store, tmp_path, monkeypatch):
-    sc = parse_study(study_dict(btc_store, pruner="none", ask_ahead=True))
-    real = runner._evaluate_trial
+def _flaky(real, boom_at: int):
+    """``_evaluate_trial`` failing trial 1 with a ``DataError`` and trial ``boom_at`` with a ``RuntimeError``."""
 
     def flaky(trial, *a, **k):
         if trial.number == 1:
             raise DataError("no events in segment X")
-        if trial.number == 3:
+        if trial.number == boom_at:
             raise RuntimeError("boom")
         return real(trial, *a, **k)
 
-    monkeypatch.setattr(runner, "_evaluate_trial", flaky)
+    return flaky
+
+
+def test_failed_trial_is_recorded_and_an_unexpected_error_leaves_no_trial_running(btc_store, tmp_path, monkeypatch):
+    sc = parse_study(study_dict(btc_store, pruner="none", ask_ahead=True))
+    monkeypatch.setattr(runner, "_evaluate_trial", _flaky(runner._evaluate_trial, boom_at=3))
     st = create_study(sc, f"journal:{tmp_path / 'f.log'}")
     with pytest.raises(RuntimeError, match="boom"):
         runner._optimize(st, sc, 6, 6)
@@ -116,16 +120,7 @@ def test_one_by_one_loop_gives_the_trials_of_optuna_optimize(btc_store, tmp_path
 
 def test_one_by_one_loop_records_failed_trials_and_goes_on(btc_store, tmp_path, monkeypatch):
     sc = parse_study(study_dict(btc_store, pruner="none", ask_ahead=False))
-    real = runner._evaluate_trial
-
-    def flaky(trial, *a, **k):
-        if trial.number == 1:
-            raise DataError("no events in segment X")
-        if trial.number == 2:
-            raise RuntimeError("boom")
-        return real(trial, *a, **k)
-
-    monkeypatch.setattr(runner, "_evaluate_trial", flaky)
+    monkeypatch.setattr(runner, "_evaluate_trial", _flaky(runner._evaluate_trial, boom_at=2))
     st = create_study(sc, f"journal:{tmp_path / 'f.log'}")
     with pytest.raises(RuntimeError, match="boom"):
         runner._optimize(st, sc, 4, 4)
