@@ -70,6 +70,19 @@ book_dtype = np.dtype(
         # [best_ask_tick, ask_high_tick], so CLEAR and re-centering touch only that range (new_books sets them).
         ("bid_low_tick", np.int64),  # lowest tick a bid was set at since the bid side was last empty, NO_ASK_TICK if none
         ("ask_high_tick", np.int64),  # highest tick an ask was set at since the ask side was last empty, NO_BID_TICK if none
+        # Book messages (the batch_end row of each DEPTH / SNAPSHOT / CLEAR message; book_message_nb), kept by
+        # the event loop for the local books: a strategy derives its market-data status from them at its
+        # decision (fetch_md's md_sync_nb) instead of a hook call per message. Events are numbered from 1.
+        ("n_messages", np.int64),  # book messages applied
+        ("msg_ts_local", np.int64),  # ts_local of the last one, -1 if none
+        ("msg_ts_exch", np.int64),  # ts_exch of the last one, -1 if none
+        ("msg_update_id", np.int64),  # the last update_id >= 0 seen, -1 if none
+        ("msg_n_snapshots", np.int64),  # snapshot messages (SNAPSHOT or CLEAR last row)
+        ("msg_last_snapshot", np.int64),  # number of the last snapshot message, 0 if none
+        ("msg_n_rewinds", np.int64),  # messages whose update_id is below the previous one's
+        ("msg_last_rewind", np.int64),  # number of the last such message, 0 if none
+        ("msg_n_gaps", np.int64),  # messages whose update_id skips past the previous one's + 1
+        ("msg_last_gap", np.int64),  # number of the last such message, 0 if none
     ],
     align=True,
 )
@@ -263,7 +276,8 @@ class EmitReason(IntEnum):
     # (id_from_price) a desired price is still held by an active order: retried at a later tick
 
 
-#: Per-symbol market-data status, maintained by the caller (``md_on_book_update_nb`` at each book message).
+#: Per-symbol market-data status, maintained by the caller: ``md_on_book_update_nb`` at each book message, or
+#: ``md_sync_nb`` from the message fields of the book record (the event loop's local books) before a decision.
 md_status_dtype = np.dtype(
     [
         ("last_ts_local_ns", np.int64),  # ts_local of the last applied book message, -1 if none
@@ -274,6 +288,11 @@ md_status_dtype = np.dtype(
         ("n_rewinds", np.int64),  # update_id rewinds seen (cumulative)
         ("n_snapshots", np.int64),  # snapshots applied (cumulative)
         ("invalid", np.int8),  # MdInvalid: set on a gap/rewind, cleared by the next snapshot
+        # The book record's message counters at the last md_sync_nb.
+        ("book_messages_seen", np.int64),
+        ("book_snapshots_seen", np.int64),
+        ("book_rewinds_seen", np.int64),
+        ("book_gaps_seen", np.int64),
     ],
     align=True,
 )

@@ -24,7 +24,8 @@ from numba import njit
 
 from mmlab.types import FetchReason, MdInvalid, SeqCheck, StaleReason
 
-__all__ = ["PRICING_FRESH", "PRICING_SKIP", "PRICING_WIDEN", "fetch_md_nb", "md_invalidate_nb", "md_on_book_update_nb"]
+__all__ = ["PRICING_FRESH", "PRICING_SKIP", "PRICING_WIDEN", "fetch_md_nb", "md_invalidate_nb", "md_on_book_update_nb",
+           "md_sync_nb"]
 
 #: ``decision.pricing_stale`` values.
 PRICING_FRESH = 0
@@ -79,6 +80,46 @@ def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, i
     m.last_ts_local_ns = ts_local_ns
     m.last_ts_exch_ns = ts_exch_ns
     m.n_updates += 1
+    return m.invalid
+
+
+@njit(cache=True, _nrt=False)
+def md_sync_nb(md, fetch_params, bk):
+    """Bring ``md`` up to date with the book messages counted in book record ``bk`` (``book_message_nb``) since
+    the last sync: the same status as ``md_on_book_update_nb`` called at each of them. Returns ``md.invalid``.
+
+    The sequence checks follow ``seq_check``: rewinds unless NONE, gaps only when CONTIGUOUS; the view is
+    invalid after the latest such message unless a snapshot came after it.
+    """
+    m = md
+    seen = m.book_messages_seen
+    n = bk.n_messages
+    if n == seen:
+        return m.invalid
+    mode = fetch_params.seq_check
+    latest = seen  # number of the latest message that set the validity
+    if bk.msg_last_snapshot > latest:
+        latest = bk.msg_last_snapshot
+        m.invalid = _INV_NONE
+    if mode != _SEQ_NONE:
+        m.n_rewinds += bk.msg_n_rewinds - m.book_rewinds_seen
+        if bk.msg_last_rewind > latest:
+            latest = bk.msg_last_rewind
+            m.invalid = _INV_REWIND
+    if mode == _SEQ_CONTIGUOUS:
+        m.n_gaps += bk.msg_n_gaps - m.book_gaps_seen
+        if bk.msg_last_gap > latest:
+            m.invalid = _INV_GAP
+    m.n_snapshots += bk.msg_n_snapshots - m.book_snapshots_seen
+    m.book_messages_seen = n
+    m.book_snapshots_seen = bk.msg_n_snapshots
+    m.book_rewinds_seen = bk.msg_n_rewinds
+    m.book_gaps_seen = bk.msg_n_gaps
+    if bk.msg_update_id >= 0:
+        m.last_update_id = bk.msg_update_id
+    m.last_ts_local_ns = bk.msg_ts_local
+    m.last_ts_exch_ns = bk.msg_ts_exch
+    m.n_updates += n - seen
     return m.invalid
 
 

@@ -7,8 +7,8 @@ scoreboard (``board``) and allocation (``alloc``); the run-wide allocator params
 The three compiled functions wrap the pipeline adapter's (:mod:`mmlab.sim.pipeline_strategy`):
 
 - ``allocated_on_event_nb`` (the last row of each book message and every trade: ``on_event_mask`` =
-  ``HookEvents.BOOK_MESSAGES | TRADES``): the pipeline's hook, then the scoreboard marks the symbol's due
-  fills at the local mid of each complete book message (``scoreboard_mark_nb``);
+  ``HookEvents.BOOK_MESSAGES | TRADES``): the pipeline's hook for trades, and the scoreboard marks the symbol's
+  due fills at the local mid of each complete book message (``scoreboard_mark_nb``);
 - ``allocated_on_fill_nb`` (every fill report): the pipeline's hook, then ``scoreboard_on_fill_nb``;
 - ``allocated_decide_nb`` (decision ticks): marks every symbol at its local mid, rebalances when
   ``rebalance_period_s`` has passed (``allocator_rebalance_nb``, at the tick's first symbol so every symbol of
@@ -46,7 +46,6 @@ from mmlab.pipeline.allocator import (
     scoreboard_on_fill_nb,
     scoreboard_on_mark_nb,
 )
-from mmlab.pipeline.fetch_md import md_on_book_update_nb
 from mmlab.pipeline.spread import spread_on_trade_nb
 from mmlab.sim.pipeline_strategy import (
     pipeline_on_fill_nb,
@@ -76,9 +75,6 @@ __all__ = [
 ALLOC_REASON_SHIFT = 56
 
 _TRADE = int(Kind.TRADE)
-_DEPTH = int(Kind.DEPTH)
-_CLEAR = int(Kind.CLEAR)
-_SNAPSHOT = int(Kind.SNAPSHOT)
 
 
 @njit(cache=True)
@@ -123,16 +119,11 @@ def allocated_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, stat
     The pipeline part is ``pipeline_on_event_nb``'s, on the symbol's record (no nested array view per event).
     """
     rec = params[symbol_id]
-    k = ev.kind
-    if k == _TRADE:
+    if ev.kind == _TRADE:
         pipe = rec.pipe
         spread_on_trade_nb(pipe.spread_params, pipe.spread_state, ev.ts_local, np.int64(ev.side), ev.price_ticks,
                            ev.qty, book[b].best_bid_tick, book[b].best_ask_tick)
     elif ev.batch_end:
-        if k == _DEPTH or k == _SNAPSHOT or k == _CLEAR:
-            pipe = rec.pipe
-            md_on_book_update_nb(pipe.md, pipe.fetch_params, ev.ts_local, ev.ts_exch, ev.update_id,
-                                 k == _SNAPSHOT or k == _CLEAR)
         scoreboard_mark_nb(params[0].aparams, rec.board, ev.ts_local, _local_mid_nb(book, b))
 
 

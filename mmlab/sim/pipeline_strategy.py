@@ -4,26 +4,24 @@
 ``pipeline_dtype`` record per symbol (params and states of the six stages live there). At each decision it fills
 the record's inputs from the local book (best prices, top-N depth via ``book_depth_nb``: ``fetch_md.depth_levels``
 and ``spread.imbalance_levels``, and ``guards.liq_gate_levels`` only when the liquidity gate or queue_aware is on,
-or no book message reached the hooks) and the position, runs
-the six stages on the symbol's active orders and writes the quotes and actions; the returned reason packs the six
+or the book has counted no message) and the position, brings fetch_md's market-data status ``md`` up to date with
+the book messages the event loop counted in the book record since the last decision (``md_sync_nb``: the same
+status as ``md_on_book_update_nb`` at each message, without a call per message), so the book's age at a decision
+is ``now - ts_local`` of the last message, and an update_id gap / rewind (per ``fetch_md.seq_check``) invalidates
+the view until a message holding a SNAPSHOT/CLEAR, with fetch_md's counters; then it runs the six stages on the symbol's active orders and writes the quotes and actions; the returned reason packs the six
 stage reasons and the QuoteAction (``pack_reasons_nb``; ``mmlab.pipeline_config.unpack_reasons`` splits it).
 
 Between decisions the loop's hooks keep the record current, as the strategy sees the market (local time):
 
-- ``pipeline_on_event_nb`` (the spec asks the loop for the last row of each book message and every trade:
-  ``HookEvents.BOOK_MESSAGES | TRADES``; the function also accepts every row): at the ``batch_end`` row of each
-  book message (DEPTH, SNAPSHOT, CLEAR) fetch_md's market-data status ``md`` is updated by
-  ``md_on_book_update_nb``, so the book's age
-  at a decision is ``now - ts_local`` of the last message, and an update_id gap / rewind (per
-  ``fetch_md.seq_check``) invalidates the view until a message holding a SNAPSHOT/CLEAR, with fetch_md's
-  counters; each public trade feeds the spread stage's online estimators (``spread_on_trade_nb``: arrival
+- ``pipeline_on_event_nb`` (the spec asks the loop for every trade: ``HookEvents.TRADES``; book rows are
+  ignored): each public trade feeds the spread stage's online estimators (``spread_on_trade_nb``: arrival
   intensity by depth, per-side traded volume rates; volatility samples the mid at decisions);
 - ``pipeline_on_fill_nb`` (every fill report): the position and its average entry price (``inp.entry_price``,
   quote currency, NaN when flat; read by the near-liquidation guard).
 
 Balance and equity stay unknown (free balance unlimited: the notional cap applies; kill switch off). Called
-directly, without hooks (``md.last_ts_exch_ns`` never set), the decision function keeps ``md`` from what the
-decisions see: the book counts as updated at the first decision whose top of book differs from the previous one.
+directly, on a book that counted no message (``md.last_ts_exch_ns`` never set), the decision function keeps ``md``
+from what the decisions see: the book counts as updated at the first decision whose top of book differs from the previous one.
 
 The decision function and both hooks, like the stages, are compiled without reference counting
 (``_nrt=False``: they allocate nothing, and the loop calls them through first-class function pointers with the
@@ -47,7 +45,7 @@ from numba import njit
 from mmlab.data.book_nb import book_depth_nb
 from mmlab.pipeline.decide import decision_reset_nb, pack_reasons_nb
 from mmlab.pipeline.emit import emit_nb
-from mmlab.pipeline.fetch_md import fetch_md_nb, md_on_book_update_nb
+from mmlab.pipeline.fetch_md import fetch_md_nb, md_sync_nb
 from mmlab.pipeline.guards import guards_nb
 from mmlab.pipeline.inventory import inventory_nb
 from mmlab.pipeline.queue_aware import queue_aware_nb
@@ -69,10 +67,7 @@ __all__ = ["STAGE_NAMES", "grid_pipeline_spec", "pipeline_on_event_nb", "pipelin
 _BID = int(Side.BID)
 _ASK = int(Side.ASK)
 _LIMIT = int(OrderType.LIMIT)
-_DEPTH = int(Kind.DEPTH)
 _TRADE = int(Kind.TRADE)
-_CLEAR = int(Kind.CLEAR)
-_SNAPSHOT = int(Kind.SNAPSHOT)
 
 #: Stage timers of the pipeline strategy, in stage order (summary keys of ``stage_latency_ns``).
 STAGE_NAMES = ("stage_fetch_md", "stage_spread", "stage_guards", "stage_inventory", "stage_queue_aware", "stage_emit")
@@ -83,16 +78,11 @@ N_STATE = 1 + N_STAGES
 
 @njit(cache=True, _nrt=False)
 def pipeline_on_event_nb(symbol_id, ev, book, bid_qty, ask_qty, b, params, state):
-    """Loop hook: book messages update fetch_md's status (at ``batch_end``), trades feed the spread estimators."""
-    pipe = params[symbol_id]
-    k = ev.kind
-    if k == _TRADE:
+    """Loop hook: trades feed the spread estimators (book messages reach fetch_md through the book record)."""
+    if ev.kind == _TRADE:
+        pipe = params[symbol_id]
         spread_on_trade_nb(pipe.spread_params, pipe.spread_state, ev.ts_local, np.int64(ev.side), ev.price_ticks,
                            ev.qty, book[b].best_bid_tick, book[b].best_ask_tick)
-    elif ev.batch_end and (k == _DEPTH or k == _SNAPSHOT or k == _CLEAR):
-        # A snapshot message ends with a SNAPSHOT row (or a CLEAR row when the snapshot is empty).
-        md_on_book_update_nb(pipe.md, pipe.fetch_params, ev.ts_local, ev.ts_exch, ev.update_id,
-                             k == _SNAPSHOT or k == _CLEAR)
 
 
 @njit(cache=True, _nrt=False)
@@ -170,6 +160,8 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
                            out_quotes, out_actions, out_n):
     """Strategy decision function running the pipeline record ``params[symbol_id]``; returns packed reasons."""
     pipe = params[symbol_id]
+    md = pipe.md
+    md_sync_nb(md, pipe.fetch_params, book[b])
     x = pipe.inp
     prev_bb = x.best_bid_tick
     prev_ba = x.best_ask_tick
@@ -177,7 +169,6 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
     prev_na = x.n_ask_levels
     prev_qb = pipe.bid_qty[0]
     prev_qa = pipe.ask_qty[0]
-    md = pipe.md
     n = _view_levels_nb(pipe, md.last_ts_exch_ns < 0)
     x.best_bid_tick = book[b].best_bid_tick
     x.best_ask_tick = book[b].best_ask_tick
@@ -188,7 +179,7 @@ def pipeline_sim_decide_nb(symbol_id, now_ns, book, bid_qty, ask_qty, b, positio
     if x.n_ask_levels == 0:
         pipe.ask_qty[0] = 0.0
     if md.last_ts_exch_ns < 0:
-        # No book message reached the on_event hook (a direct call, or none yet): infer updates from decisions.
+        # The book counted no message (a direct call, or none yet): infer updates from decisions.
         changed = (x.best_bid_tick != prev_bb or x.best_ask_tick != prev_ba or x.n_bid_levels != prev_nb
                    or x.n_ask_levels != prev_na or pipe.bid_qty[0] != prev_qb or pipe.ask_qty[0] != prev_qa)
         if changed or md.n_updates == 0:
@@ -262,7 +253,7 @@ def pipeline_strategy_spec(build: Callable, name: str = "pipeline"):
         max_quotes=lambda cfg: 2 * MAX_QUOTE_LEVELS,
         on_event=pipeline_on_event_nb,
         on_fill=pipeline_on_fill_nb,
-        on_event_mask=int(HookEvents.BOOK_MESSAGES | HookEvents.TRADES),
+        on_event_mask=int(HookEvents.TRADES),
         stage_names=STAGE_NAMES,
         reasons_packed=True,
     )

@@ -6,6 +6,7 @@ import pytest
 from numba import njit
 
 from mmlab.config import load_config
+from mmlab.pipeline import md_sync_nb
 from mmlab.pipeline_config import grid_pipeline, make_pipeline, unpack_reasons
 from mmlab.sim.engine import SymbolSpec, simulate
 from mmlab.sim.pipeline_strategy import grid_pipeline_spec, pipeline_strategy_spec
@@ -197,6 +198,11 @@ def test_pipeline_md_status_is_kept_from_book_messages(ev):
     r = simulate(cfg_of(), [SPEC], [ev], strategy=grid_pipeline_spec())
     pipe = r["arrays"].strat_params[0]
     book_rows = np.isin(ev["kind"], [Kind.DEPTH, Kind.SNAPSHOT, Kind.CLEAR]) & ev["batch_end"]
+    # md is current as of the last decision; the local book (record 1: after the exchange's) counted every message.
+    local_book = r["arrays"].book[1]
+    assert local_book["n_messages"] == int(book_rows.sum())
+    assert pipe["md"]["n_updates"] == int((book_rows & (ev["ts_local"] <= r["out"]["decisions"]["ts_local"][-1])).sum())
+    md_sync_nb(pipe["md"], pipe["fetch_params"], local_book)
     assert pipe["md"]["n_updates"] == int(book_rows.sum())
     assert pipe["md"]["last_ts_local_ns"] == ev["ts_local"][book_rows][-1]
     assert pipe["md"]["last_update_id"] == ev["update_id"][book_rows][-1]
@@ -215,6 +221,7 @@ def test_a_rewind_invalidates_until_a_snapshot(ev):
     ev2 = _with_uids(ev, rewind_row, snap_row)
     r = simulate(cfg_of(), [SPEC], [ev2], strategy=_pipeline_spec(seq_check=1))  # SeqCheck.MONOTONIC
     pipe = r["arrays"].strat_params[0]
+    md_sync_nb(pipe["md"], pipe["fetch_params"], r["arrays"].book[1])
     assert pipe["md"]["n_rewinds"] == 1 and pipe["md"]["invalid"] == 0 and pipe["md"]["n_snapshots"] == 2
     assert pipe["fetch_state"]["invalidations"][2] == 1
     d = r["out"]["decisions"]
