@@ -1,18 +1,20 @@
 """The pipeline-driven ``grid`` against the simulator's reference ``grid``, in one run; stage budgets.
 
-Part 1, event loop (CPU time of this process inside the compiled loop; ``--repeat`` rounds after a warm-up
-round, each variant leading the rounds in turn): the shared Binance USD-M BTCUSDT capture of 2024-07-18/19
-(ingested into a temporary store, or ``--root``), grid 5 a side every 100 ms (half spread 2 ticks, skew 1,
-0.001 BTC, max 0.01; 10 ms / 10 ms), run by the reference kernel ``grid_decide_nb`` and by the six stages
-(``grid_pipeline``) with the loop hooks on (the last row of each book message and every trade reach
-``pipeline_on_event_nb``, every fill report ``pipeline_on_fill_nb``) and decisions recorded; then the pipeline
-with ``sample_stage_tracing = 0.2``. Prints each variant's best round, and the verdict: the median of the
-same-round ratios reference time / pipeline time (= pipeline / reference events/s; goal >= 0.90) with a 90 %
-bootstrap interval, their range, the ratio of the best rounds and the median over the quiet rounds (both runs
-within 10 % of their best). A run is ~25 ms, and on this virtual machine its CPU time varies by up to ~50 % from
-round to round when other processes run (time the host gives to other guests counts as ours): both runs of a
-round share that state, so their ratio is robust where a best-of ratio is set by one lucky round of either
-variant (best-of ratios from 0.75 to 1.27 were seen on one machine within minutes); hence 100 rounds by default.
+Part 1, event loop (CPU time inside the compiled loop; ``--repeat`` rounds after a warm-up round in each of
+``--processes`` fresh processes run one after the other, each variant leading the rounds in turn): the shared
+Binance USD-M BTCUSDT capture of 2024-07-18/19 (ingested into a temporary store, or ``--root``), grid 5 a side
+every 100 ms (half spread 2 ticks, skew 1, 0.001 BTC, max 0.01; 10 ms / 10 ms), run by the reference kernel
+``grid_decide_nb`` and by the six stages (``grid_pipeline``) with the loop hooks on (every trade reaches
+``pipeline_on_event_nb``, every fill report ``pipeline_on_fill_nb``; book messages reach fetch_md through the
+book record) and decisions recorded; then the pipeline with ``sample_stage_tracing = 0.2``. Prints each
+variant's best round, and the verdict: the median of all same-round ratios reference time / pipeline time
+(= pipeline / reference events/s; goal >= 0.90) with a 90 % bootstrap interval, the median of each process,
+the range, the ratio of the best rounds and the median over the quiet rounds (both runs within 10 % of their
+best). A run is ~25 ms, and on this virtual machine its CPU time varies by up to ~50 % from round to round when
+other processes run (time the host gives to other guests counts as ours): both runs of a round share that
+state, so their ratio is robust where a best-of ratio is set by one lucky round of either variant (best-of
+ratios from 0.75 to 1.27 were seen on one machine within minutes). The ratio also moves by about +-0.01 from
+process to process (memory and code layout), hence the fresh processes.
 ``--budgets FILE`` also writes the stage budgets: the pipeline grid run ``--budget-runs`` times with every tick
 timed, the median over runs of each stage's p50/p95/p99.
 
@@ -32,7 +34,7 @@ decision taken after 1000 warm-up decisions (queue_aware and emit get the invent
 call; that copy is measured apart and subtracted). Each figure is the best of ``--repeat`` rounds after an
 untimed warm-up round (compilation / cache load); rounds alternate all variants. Usage::
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 100] [--root DIR] [--no-micro] [--ticks 50000]
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 40] [--processes 3] [--root DIR] [--no-micro] [--ticks 50000]
                     [--micro-repeat 15] [--budgets benchmarks/stage_budgets.json] [--budget-runs 7]
 """
 
@@ -41,6 +43,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -242,18 +246,25 @@ LOOP_CFG = {
 }
 
 
-def _real_events(root: Path | None):
-    """Replayed events (BBO excluded) and symbol specs of the shared BTCUSDT 2024-07-18/19 capture."""
-    from mmlab.data.bridge import load_events
+def _store(root: Path | None) -> Path:
+    """A store holding the shared BTCUSDT 2024-07-18/19 capture: ``root`` if it does, else ingested into it (or
+    into a temporary directory)."""
     from mmlab.data.ingest import IngestOptions, ingest
-    from mmlab.sim.engine import SymbolSpec
-    from mmlab.types import Kind
 
     if root is None or not (root / "binance-usdm" / "BTCUSDT" / "_meta.json").exists():
         root = root or Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
         ingest([REAL / "usdm_btcusdt_20240718.gz", REAL / "usdm_btcusdt_20240719.gz"], "binance-usdm", root,
                IngestOptions())
-    ev, infos = load_events(root, "binance-usdm", ["BTCUSDT"])
+    return root
+
+
+def _real_events(root: Path | None):
+    """Replayed events (BBO excluded) and symbol specs of the shared BTCUSDT 2024-07-18/19 capture."""
+    from mmlab.data.bridge import load_events
+    from mmlab.sim.engine import SymbolSpec
+    from mmlab.types import Kind
+
+    ev, infos = load_events(_store(root), "binance-usdm", ["BTCUSDT"])
     ev = np.ascontiguousarray(ev[ev["kind"] != Kind.BBO])
     return ev, [SymbolSpec(i.symbol, i.tick_size, i.lot_size) for i in infos]
 
@@ -282,56 +293,72 @@ def _loop_once(cfg, specs, ev, xev, strat) -> tuple[float, int]:
     return dt, len(out.arrays()["fills"])
 
 
-def loop_speed(ev, specs, repeat: int) -> None:
+REFERENCE = "reference grid (grid_decide_nb)"
+PIPELINE = "pipeline grid (six stages, hooks)"
+TRACED = "pipeline grid, 20% ticks timed"
+
+
+def loop_rounds(ev, specs, repeat: int) -> dict:
+    """CPU seconds of each variant in ``repeat`` rounds after a warm-up round (the variants alternate which one
+    leads a round) and the fills of each: ``{"times": {variant: [s, ...]}, "fills": {variant: n}}``."""
     from mmlab.config import load_config
     from mmlab.sim.pipeline_strategy import grid_pipeline_spec
 
     cfg = load_config(LOOP_CFG)
     traced = load_config(LOOP_CFG | {"pipeline": {"sample_stage_tracing": 0.2}})
     xev = np.ascontiguousarray(ev[np.argsort(ev["ts_exch"], kind="stable")])
-    variants = {"reference grid (grid_decide_nb)": (cfg, None),
-                "pipeline grid (six stages, hooks)": (cfg, grid_pipeline_spec()),
-                "pipeline grid, 20% ticks timed": (traced, grid_pipeline_spec())}
-    best = {k: float("inf") for k in variants}
+    variants = {REFERENCE: (cfg, None), PIPELINE: (cfg, grid_pipeline_spec()), TRACED: (traced, grid_pipeline_spec())}
+    times: dict = {k: [] for k in variants}
     fills = {}
-    paired = []  # per round: reference time / pipeline time (both run back to back, so load drifts cancel)
-    quiet = []  # per round: (reference time, pipeline time)
     names = list(variants)
     for r in range(repeat + 1):  # round 0 warms up (kernel load / compile) and is not counted
-        times = {}
         for name in names[r % len(names):] + names[:r % len(names)]:  # each variant leads a round in turn
             c, strat = variants[name]
             dt, fills[name] = _loop_once(c, specs, ev, xev, strat)
-            times[name] = dt
             if r:
-                best[name] = min(best[name], dt)
-        if r:
-            paired.append(times["reference grid (grid_decide_nb)"] / times["pipeline grid (six stages, hooks)"])
-            quiet.append((times["reference grid (grid_decide_nb)"], times["pipeline grid (six stages, hooks)"]))
-    n = len(ev)
-    print(f"event loop on the BTCUSDT 2024-07-18/19 capture: {n:,} events, grid 5/side every 100 ms, "
-          f"{repeat} alternating rounds (CPU time inside the compiled loop):")
-    base = best["reference grid (grid_decide_nb)"]
-    for name in variants:
-        print(f"  {name:36s} best {best[name] * 1e3:8.1f} ms {n / best[name] / 1e6:7.2f} M events/s   "
-              f"ratio {base / best[name]:.3f}   fills {fills[name]}")
+                times[name].append(dt)
+    return {"times": times, "fills": fills}
+
+
+def loop_speed(root: Path, n_events: int, processes: int, repeat: int) -> None:
+    """Run ``loop_rounds`` in ``processes`` fresh processes, one after the other, and print the comparison."""
+    runs = []
+    for _ in range(processes):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "rounds.json"
+            subprocess.run([sys.executable, __file__, "--root", str(root), "--repeat", str(repeat),
+                            "--rounds-out", str(out)], check=True)
+            runs.append(json.loads(out.read_text()))
+    times = {k: [t for run in runs for t in run["times"][k]] for k in (REFERENCE, PIPELINE, TRACED)}
+    fills = runs[0]["fills"]
+    best = {k: min(v) for k, v in times.items()}
+    # Per round: reference time / pipeline time (both run back to back, so load drifts cancel).
+    per_run = [[a / b for a, b in zip(run["times"][REFERENCE], run["times"][PIPELINE])] for run in runs]
+    paired = [x for run in per_run for x in run]
+    print(f"event loop on the BTCUSDT 2024-07-18/19 capture: {n_events:,} events, grid 5/side every 100 ms, "
+          f"{repeat} alternating rounds in each of {processes} processes (CPU time inside the compiled loop):")
+    for name in times:
+        print(f"  {name:36s} best {best[name] * 1e3:8.1f} ms {n_events / best[name] / 1e6:7.2f} M events/s   "
+              f"ratio {best[REFERENCE] / best[name]:.3f}   fills {fills[name]}")
     # The verdict is the median of the same-round ratios: both runs of a round share the machine's state, so a
-    # slow phase that hits both cancels; a best-of ratio is set by one lucky round of either variant.
+    # slow phase that hits both cancels; a best-of ratio is set by one lucky round of either variant. The ratio
+    # also moves from process to process (memory and code layout), hence several processes.
     med = statistics.median(paired)
     lo, hi = _median_interval(paired)
     print(f"  pipeline / reference events/s, median of the {len(paired)} same-round ratios: {med:.3f} "
           f"(90 % bootstrap interval {lo:.3f}-{hi:.3f}; goal >= {GOAL_RATIO:.2f}: "
           f"{'met' if med >= GOAL_RATIO else 'NOT met'})")
-    print(f"  same-round range {min(paired):.3f}-{max(paired):.3f} (a wide range means other load on the machine); "
-          f"ratio of the best rounds {base / best['pipeline grid (six stages, hooks)']:.3f}")
+    print(f"  per process: medians {', '.join(f'{statistics.median(r):.3f}' for r in per_run)}; same-round range "
+          f"{min(paired):.3f}-{max(paired):.3f} (a wide range means other load on the machine); ratio of the best "
+          f"rounds {best[REFERENCE] / best[PIPELINE]:.3f}")
     # Rounds where both runs came within 10 % of their variant's best: the machine was quiet for both.
-    b_ref, b_pipe = base, best["pipeline grid (six stages, hooks)"]
-    calm = [t_ref / t_pipe for t_ref, t_pipe in quiet if t_ref <= 1.1 * b_ref and t_pipe <= 1.1 * b_pipe]
+    calm = [a / b for run in runs for a, b in zip(run["times"][REFERENCE], run["times"][PIPELINE])
+            if a <= 1.1 * best[REFERENCE] and b <= 1.1 * best[PIPELINE]]
     if len(calm) >= 5:
         print(f"  quiet-round ratios (both runs within 10 % of their best): median {statistics.median(calm):.3f} "
-              f"over {len(calm)} of {len(quiet)} rounds")
+              f"over {len(calm)} of {len(paired)} rounds")
     else:
-        print(f"  quiet-round ratios: only {len(calm)} of {len(quiet)} rounds had both runs within 10 % of their "
+        print(f"  quiet-round ratios: only {len(calm)} of {len(paired)} rounds had both runs within 10 % of their "
               f"best (a loaded machine)")
 
 
@@ -378,7 +405,9 @@ def write_budgets(ev, specs, repeat: int, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeat", type=int, default=100, help="rounds of the event-loop comparison")
+    ap.add_argument("--repeat", type=int, default=40, help="rounds of the event-loop comparison per process")
+    ap.add_argument("--processes", type=int, default=3, help="fresh processes running the rounds, one by one")
+    ap.add_argument("--rounds-out", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=None, help="a store holding binance-usdm/BTCUSDT (else ingested)")
     ap.add_argument("--budgets", type=Path, default=None, help="also write stage budgets to this file")
     ap.add_argument("--budget-runs", type=int, default=7, help="runs behind the stage budgets")
@@ -387,8 +416,13 @@ def main() -> None:
     ap.add_argument("--micro-repeat", type=int, default=15)
     args = ap.parse_args()
 
-    ev, specs = _real_events(args.root)
-    loop_speed(ev, specs, args.repeat)
+    if args.rounds_out is not None:  # one process of the event-loop comparison (run by loop_speed)
+        ev, specs = _real_events(args.root)
+        args.rounds_out.write_text(json.dumps(loop_rounds(ev, specs, args.repeat)))
+        return
+    root = _store(args.root)
+    ev, specs = _real_events(root)
+    loop_speed(root, len(ev), args.processes, args.repeat)
     if args.budgets is not None:
         write_budgets(ev, specs, args.budget_runs, args.budgets)
     if args.no_micro:
