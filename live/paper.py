@@ -261,6 +261,7 @@ class PaperExchange:
         addresses once; on any failure the session keeps calling the loop entry with the kernels as arguments."""
 
         from mmlab.data import book_nb
+        from mmlab.pipeline import fetch_md
         from mmlab.sim import clock_nb, fees_nb, latency_nb, loop_nb, queue_nb
         from mmlab.sim._cache import tie_cache_to_sources
 
@@ -274,7 +275,7 @@ class PaperExchange:
             args = (e, e, 0, False, *self._state_args, addr, *ftypes, *a.out_args()[2:])
             sig = tuple(typeof(x) for x in args[:4]) + tuple(typeof(x) for x in self._state_args) + (
                 typeof(addr),) + tuple(types.TypeRef(f) for f in ftypes) + tuple(typeof(x) for x in a.out_args()[2:])
-            tie_cache_to_sources(paper_step_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb)
+            tie_cache_to_sources(paper_step_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb, fetch_md)
             key = (sig, tuple(int(x) for x in addr))
             step = _STEP_CACHE.get(sig)
             if step is None:

@@ -70,7 +70,7 @@ book_dtype = np.dtype(
         # [best_ask_tick, ask_high_tick], so CLEAR and re-centering touch only that range (new_books sets them).
         ("bid_low_tick", np.int64),  # lowest tick a bid was set at since the bid side was last empty, NO_ASK_TICK if none
         ("ask_high_tick", np.int64),  # highest tick an ask was set at since the ask side was last empty, NO_BID_TICK if none
-        # Book messages (the batch_end row of each DEPTH / SNAPSHOT / CLEAR message; book_message_nb), kept by
+        # Book messages (the batch_end row of each DEPTH / SNAPSHOT / CLEAR message; count_book_message_nb), kept by
         # the event loop for the local books: a strategy derives its market-data status from them at its
         # decision (fetch_md's md_sync_nb) instead of a hook call per message. Events are numbered from 1.
         ("n_messages", np.int64),  # book messages applied

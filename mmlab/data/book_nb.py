@@ -54,7 +54,6 @@ __all__ = [
     "book_depth_nb",
     "book_dtype",
     "book_level_qty_nb",
-    "book_message_nb",
     "book_mid_ticks_nb",
     "new_books",
 ]
@@ -83,7 +82,7 @@ def new_books(n_books: int, n_levels: int = 1 << 16) -> tuple[np.ndarray, np.nda
     book["best_ask_tick"] = NO_ASK_TICK
     book["bid_low_tick"] = NO_ASK_TICK
     book["ask_high_tick"] = NO_BID_TICK
-    book["msg_ts_local"] = -1
+    book["msg_ts_local"] = -1  # message fields: mmlab.pipeline.fetch_md.count_book_message_nb
     book["msg_ts_exch"] = -1
     book["msg_update_id"] = -1
     bid_qty = np.zeros((n_books, n_levels), dtype=np.float64)
@@ -337,29 +336,3 @@ def book_mid_ticks_nb(book, b):
         return np.nan
     return 0.5 * (bb + ba)
 
-
-@njit(cache=True, _nrt=False, error_model="numpy")
-def book_message_nb(book, b, ts_local_ns, ts_exch_ns, update_id, is_snapshot):
-    """Count one applied book message of book ``b`` (call at its ``batch_end`` row) in the book's message fields.
-
-    A snapshot message (last row SNAPSHOT, or CLEAR when empty) is numbered in ``msg_last_snapshot``; any other
-    message with ``update_id >= 0`` after one with an id is a rewind when its id is below the last id, a gap when
-    it is above the last id + 1. ``update_id < 0`` (no sequence) is never checked and leaves the last id.
-    """
-    r = book[b]
-    n = r.n_messages + 1
-    r.n_messages = n
-    if is_snapshot:
-        r.msg_n_snapshots += 1
-        r.msg_last_snapshot = n
-    elif update_id >= 0 and r.msg_update_id >= 0:
-        if update_id < r.msg_update_id:
-            r.msg_n_rewinds += 1
-            r.msg_last_rewind = n
-        elif update_id > r.msg_update_id + 1:
-            r.msg_n_gaps += 1
-            r.msg_last_gap = n
-    if update_id >= 0:
-        r.msg_update_id = update_id
-    r.msg_ts_local = ts_local_ns
-    r.msg_ts_exch = ts_exch_ns

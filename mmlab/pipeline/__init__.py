@@ -19,13 +19,21 @@ stages cost about three times their work. Python constructors of the
 
 from mmlab.pipeline.decide import decide_nb, decision_reset_nb, on_book_update_nb, on_trade_nb, pack_reasons_nb
 from mmlab.pipeline.emit import emit_nb
-from mmlab.pipeline.fetch_md import fetch_md_nb, md_invalidate_nb, md_on_book_update_nb, md_sync_nb
+from mmlab.pipeline.fetch_md import (
+    count_book_message_nb,
+    fetch_md_nb,
+    md_invalidate_nb,
+    md_on_book_update_nb,
+    md_sync_nb,
+    sequence_break_nb,
+)
 from mmlab.pipeline.guards import guards_nb
 from mmlab.pipeline.inventory import inventory_nb, lot_floor_nb
 from mmlab.pipeline.queue_aware import fill_prob_nb, queue_aware_nb
 from mmlab.pipeline.spread import spread_nb, spread_on_trade_nb
 
 __all__ = [
+    "count_book_message_nb",
     "decide_nb",
     "decision_reset_nb",
     "emit_nb",
@@ -41,6 +49,7 @@ __all__ = [
     "on_trade_nb",
     "pack_reasons_nb",
     "queue_aware_nb",
+    "sequence_break_nb",
     "spread_nb",
     "spread_on_trade_nb",
 ]

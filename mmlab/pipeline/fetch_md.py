@@ -24,8 +24,8 @@ from numba import njit
 
 from mmlab.types import FetchReason, MdInvalid, SeqCheck, StaleReason
 
-__all__ = ["PRICING_FRESH", "PRICING_SKIP", "PRICING_WIDEN", "fetch_md_nb", "md_invalidate_nb", "md_on_book_update_nb",
-           "md_sync_nb"]
+__all__ = ["PRICING_FRESH", "PRICING_SKIP", "PRICING_WIDEN", "count_book_message_nb", "fetch_md_nb", "md_invalidate_nb",
+           "md_on_book_update_nb", "md_sync_nb", "sequence_break_nb"]
 
 #: ``decision.pricing_stale`` values.
 PRICING_FRESH = 0
@@ -56,6 +56,49 @@ _DEPTH_MISS = int(FetchReason.DEPTH_MISS)
 _EMPTY_SIDE = 2**61
 
 
+_BREAK_NONE = 0
+_BREAK_REWIND = 1
+_BREAK_GAP = 2
+
+
+@njit(cache=True, _nrt=False)
+def sequence_break_nb(update_id, last_update_id):
+    """How a book message's ``update_id`` follows the last one: 1 a rewind (below it), 2 a gap (past it + 1), else
+    0 (in sequence, a resend of the same id, or unchecked: either id < 0, i.e. no sequence)."""
+    if update_id < 0 or last_update_id < 0:
+        return _BREAK_NONE
+    if update_id < last_update_id:
+        return _BREAK_REWIND
+    if update_id > last_update_id + 1:
+        return _BREAK_GAP
+    return _BREAK_NONE
+
+
+@njit(cache=True, _nrt=False)
+def count_book_message_nb(bk, ts_local_ns, ts_exch_ns, update_id, is_snapshot):
+    """Count one applied book message in the message fields of book record ``bk`` (``book_dtype``; the event loop
+    calls it at the ``batch_end`` row of each message of a local book): the message's number, times and id, and
+    the number of the last snapshot (last row SNAPSHOT, or CLEAR when empty), rewind and gap
+    (``sequence_break_nb``, whatever ``seq_check``: ``md_sync_nb`` applies the mode)."""
+    n = bk.n_messages + 1
+    bk.n_messages = n
+    if is_snapshot:
+        bk.msg_n_snapshots += 1
+        bk.msg_last_snapshot = n
+    else:
+        brk = sequence_break_nb(update_id, bk.msg_update_id)
+        if brk == _BREAK_REWIND:
+            bk.msg_n_rewinds += 1
+            bk.msg_last_rewind = n
+        elif brk == _BREAK_GAP:
+            bk.msg_n_gaps += 1
+            bk.msg_last_gap = n
+    if update_id >= 0:
+        bk.msg_update_id = update_id
+    bk.msg_ts_local = ts_local_ns
+    bk.msg_ts_exch = ts_exch_ns
+
+
 @njit(cache=True, _nrt=False)
 def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, is_snapshot):
     """Record one applied book message (call at its ``batch_end``); flags a gap/rewind per ``seq_check``.
@@ -68,11 +111,12 @@ def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, i
     if is_snapshot:
         m.n_snapshots += 1
         m.invalid = _INV_NONE
-    elif mode != _SEQ_NONE and update_id >= 0 and m.last_update_id >= 0:
-        if update_id < m.last_update_id:
+    elif mode != _SEQ_NONE:
+        brk = sequence_break_nb(update_id, m.last_update_id)
+        if brk == _BREAK_REWIND:
             m.n_rewinds += 1
             m.invalid = _INV_REWIND
-        elif mode == _SEQ_CONTIGUOUS and update_id > m.last_update_id + 1:
+        elif brk == _BREAK_GAP and mode == _SEQ_CONTIGUOUS:
             m.n_gaps += 1
             m.invalid = _INV_GAP
     if update_id >= 0:
@@ -85,7 +129,7 @@ def md_on_book_update_nb(md, fetch_params, ts_local_ns, ts_exch_ns, update_id, i
 
 @njit(cache=True, _nrt=False)
 def md_sync_nb(md, fetch_params, bk):
-    """Bring ``md`` up to date with the book messages counted in book record ``bk`` (``book_message_nb``) since
+    """Bring ``md`` up to date with the book messages counted in book record ``bk`` (``count_book_message_nb``) since
     the last sync: the same status as ``md_on_book_update_nb`` called at each of them. Returns ``md.invalid``.
 
     The sequence checks follow ``seq_check``: rewinds unless NONE, gaps only when CONTIGUOUS; the view is

@@ -393,11 +393,12 @@ def loop_entry(a: SimArrays, local_ev: np.ndarray, exch_ev: np.ndarray):
     from numba import typeof, types
 
     from mmlab.data import book_nb
+    from mmlab.pipeline import fetch_md
     from mmlab.sim import clock_nb, fees_nb, latency_nb, loop_nb, queue_nb
     from mmlab.sim._cache import tie_cache_to_sources
     from mmlab.sim.loop_nb import run_loop_nb
 
-    tie_cache_to_sources(run_loop_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb)
+    tie_cache_to_sources(run_loop_nb, loop_nb, queue_nb, latency_nb, fees_nb, book_nb, clock_nb, fetch_md)
     # numba's typeof of structured arrays costs ~0.5 ms each: the signature is memoized by the arrays' types.
     arrays = (local_ev, exch_ev) + a.state_args() + a.out_args()[2:]
     key = tuple(_array_type_key(x) for x in arrays)

@@ -34,8 +34,8 @@ from mmlab.data.book_nb import (
     NO_BID_TICK,
     book_apply_nb,
     book_level_qty_nb,
-    book_message_nb,
 )
+from mmlab.pipeline.fetch_md import count_book_message_nb
 from mmlab.sim.clock_nb import cycles_nb
 from mmlab.sim.fees_nb import fee_nb, notional_nb, pnl_nb
 from mmlab.sim.latency_nb import entry_latency_nb, response_latency_nb
@@ -1605,8 +1605,8 @@ def run_loop_nb(local_ev, exch_ev, horizon, is_final, sp, sym, rs, ss, book, bid
                     book_apply_nb(book, bid_qty, ask_qty, n_sym + np.int64(ev.symbol_id), k, np.int64(ev.side),
                                   ev.price_ticks, ev.qty)
                     if ev.batch_end:
-                        book_message_nb(book, n_sym + np.int64(ev.symbol_id), ev.ts_local, ev.ts_exch, ev.update_id,
-                                        k == _SNAPSHOT or k == _CLEAR)
+                        count_book_message_nb(book[n_sym + np.int64(ev.symbol_id)], ev.ts_local, ev.ts_exch,
+                                              ev.update_id, k == _SNAPSHOT or k == _CLEAR)
                     if has_on_event and (hook_book_rows or (hook_book_msgs and ev.batch_end)):
                         sid = np.int64(ev.symbol_id)
                         for inst in range(sid, n_inst, n_sym):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mmlab.data.book_nb import book_message_nb, new_books
-from mmlab.pipeline import md_on_book_update_nb, md_sync_nb
+from mmlab.data.book_nb import new_books
+from mmlab.pipeline import count_book_message_nb, md_on_book_update_nb, md_sync_nb
 from mmlab.pipeline_config import make_md_status, make_pipeline
 from mmlab.types import MdInvalid, SeqCheck
 
@@ -42,7 +42,7 @@ def test_sync_at_any_point_equals_the_per_message_status(mode, seed):
     checked = 0
     for ts_l, ts_e, uid, snap in _messages(rng, 400):
         md_on_book_update_nb(ref[0], fetch, ts_l, ts_e, uid, snap)
-        book_message_nb(book, 0, ts_l, ts_e, uid, snap)
+        count_book_message_nb(book[0], ts_l, ts_e, uid, snap)
         if rng.random() < 0.3:  # a decision: md catches up with every message since the last one
             md_sync_nb(md[0], fetch, book[0])
             assert {f: md[0][f] for f in FIELDS} == {f: ref[0][f] for f in FIELDS}
@@ -61,10 +61,10 @@ def test_a_snapshot_after_a_gap_revalidates_and_a_gap_after_it_does_not():
     md = make_md_status()
     book, _, _ = new_books(1, 16)
     for uid, snap in ((1, True), (2, False), (5, False), (9, True)):
-        book_message_nb(book, 0, uid, uid, uid, snap)
+        count_book_message_nb(book[0], uid, uid, uid, snap)
     assert md_sync_nb(md[0], fetch, book[0]) == MdInvalid.NONE
     assert (md[0]["n_gaps"], md[0]["n_snapshots"], md[0]["n_updates"]) == (1, 2, 4)
-    book_message_nb(book, 0, 10, 10, 12, False)
+    count_book_message_nb(book[0], 10, 10, 12, False)
     assert md_sync_nb(md[0], fetch, book[0]) == MdInvalid.GAP
     assert md_sync_nb(md[0], fetch, book[0]) == MdInvalid.GAP  # no new message: unchanged
     assert md[0]["n_gaps"] == 2
