@@ -34,8 +34,8 @@ decision taken after 1000 warm-up decisions (queue_aware and emit get the invent
 call; that copy is measured apart and subtracted). Each figure is the best of ``--repeat`` rounds after an
 untimed warm-up round (compilation / cache load); rounds alternate all variants. Usage::
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 40] [--processes 3] [--root DIR] [--no-micro] [--ticks 50000]
-                    [--micro-repeat 15] [--budgets benchmarks/stage_budgets.json] [--budget-runs 7]
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 40] [--processes 3] [--root DIR] [--no-micro]
+                    [--ticks 50000] [--micro-repeat 15] [--budgets benchmarks/stage_budgets.json] [--budget-runs 7]
 """
 
 from __future__ import annotations

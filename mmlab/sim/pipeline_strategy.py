@@ -8,8 +8,9 @@ or the book has counted no message) and the position, brings fetch_md's market-d
 the book messages the event loop counted in the book record since the last decision (``md_sync_nb``: the same
 status as ``md_on_book_update_nb`` at each message, without a call per message), so the book's age at a decision
 is ``now - ts_local`` of the last message, and an update_id gap / rewind (per ``fetch_md.seq_check``) invalidates
-the view until a message holding a SNAPSHOT/CLEAR, with fetch_md's counters; then it runs the six stages on the symbol's active orders and writes the quotes and actions; the returned reason packs the six
-stage reasons and the QuoteAction (``pack_reasons_nb``; ``mmlab.pipeline_config.unpack_reasons`` splits it).
+the view until a message holding a SNAPSHOT/CLEAR, with fetch_md's counters; then it runs the six stages on the
+symbol's active orders and writes the quotes and actions; the returned reason packs the six stage reasons and
+the QuoteAction (``pack_reasons_nb``; ``mmlab.pipeline_config.unpack_reasons`` splits it).
 
 Between decisions the loop's hooks keep the record current, as the strategy sees the market (local time):
 
@@ -20,8 +21,9 @@ Between decisions the loop's hooks keep the record current, as the strategy sees
   quote currency, NaN when flat; read by the near-liquidation guard).
 
 Balance and equity stay unknown (free balance unlimited: the notional cap applies; kill switch off). Called
-directly, on a book that counted no message (``md.last_ts_exch_ns`` never set), the decision function keeps ``md``
-from what the decisions see: the book counts as updated at the first decision whose top of book differs from the previous one.
+directly, on a book that counted no message (``md.last_ts_exch_ns`` never set), the decision function keeps
+``md`` from what the decisions see: the book counts as updated at the first decision whose top of book differs
+from the previous one.
 
 The decision function and both hooks, like the stages, are compiled without reference counting
 (``_nrt=False``: they allocate nothing, and the loop calls them through first-class function pointers with the
